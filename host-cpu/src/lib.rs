@@ -1,0 +1,5 @@
+//! ambient-cpu: the CPU host. AmbientUNet v1 (docs/ambient-unet-spec.md) in f32 on ndarray,
+//! its weight files and checkpoints, corrupted datasets, training, sampling and restoration.
+
+pub mod config;
+pub mod params;

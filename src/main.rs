@@ -1,0 +1,2 @@
+//! The `ambient` command (to be written).
+fn main() {}
