@@ -101,7 +101,9 @@ fn jacobi_recovers_known_spectrum() {
     let a: Vec<f64> = (0..n * n)
         .map(|ij| {
             let (i, j) = (ij / n, ij % n);
-            (0..n).map(|k| q[i * n + k] * lambda[k] * q[j * n + k]).sum()
+            (0..n)
+                .map(|k| q[i * n + k] * lambda[k] * q[j * n + k])
+                .sum()
         })
         .collect();
     let mut expect = lambda.to_vec();
@@ -182,14 +184,20 @@ fn random_inpainting_condition_is_full_rank_iff_delta_positive() {
         for (min_eig, lower) in buckets {
             // The estimate is diagonal, so its smallest eigenvalue is its smallest diagonal
             // entry, which the per-entry bounds keep above q - 5 se > 0.
-            assert!(lower > 0.0 && min_eig >= lower - 1e-12, "{min_eig} vs {lower}");
+            assert!(
+                lower > 0.0 && min_eig >= lower - 1e-12,
+                "{min_eig} vs {lower}"
+            );
         }
     }
     // delta = 0 (naive, A~ = A): q = 0, so every pattern that erases a pixel has an exactly
     // zero diagonal entry: E[A^T A | A~] is singular.
     let buckets = random_inpainting_condition(0.5, 0.0, 50_000);
     assert_eq!(buckets.len(), 16);
-    let singular = buckets.iter().filter(|(min_eig, _)| *min_eig == 0.0).count();
+    let singular = buckets
+        .iter()
+        .filter(|(min_eig, _)| *min_eig == 0.0)
+        .count();
     assert_eq!(singular, 15, "all patterns but all-kept are singular");
 }
 
@@ -225,7 +233,9 @@ fn gaussian_row_deletion_condition_is_full_rank() {
         let exact_gram: Vec<f64> = (0..n * n)
             .map(|ij| {
                 let (i, j) = (ij / n, ij % n);
-                (0..m).map(|k| a[k * n + i] as f64 * a[k * n + j] as f64).sum()
+                (0..m)
+                    .map(|k| a[k * n + i] as f64 * a[k * n + j] as f64)
+                    .sum()
             })
             .collect();
         let eig = symmetric_eigenvalues(&exact_gram, n);
@@ -263,9 +273,17 @@ fn gaussian_row_deletion_condition_is_full_rank() {
                     .map(|k| at[k * n + i] as f64 * at[k * n + j] as f64)
                     .sum::<f64>()
                     + (i == j) as u8 as f64;
-                let tol = 5.0 * if i == j { (2.0 / k).sqrt() } else { 1.0 / k.sqrt() } + rounding;
+                let tol =
+                    5.0 * if i == j {
+                        (2.0 / k).sqrt()
+                    } else {
+                        1.0 / k.sqrt()
+                    } + rounding;
                 let e = est[i * n + j];
-                assert!((e - closed).abs() <= tol, "({i}, {j}): {e} vs {closed} +- {tol}");
+                assert!(
+                    (e - closed).abs() <= tol,
+                    "({i}, {j}): {e} vs {closed} +- {tol}"
+                );
                 frob2 += tol * tol;
             }
         }
