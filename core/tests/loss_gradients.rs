@@ -264,7 +264,7 @@ fn loss_never_reads_x0_where_a_erased_it() {
             .map(|(&x, &a)| if a == 1.0 { x } else { 1e6 * rng.normal() })
             .collect();
     let garbage = run(&junk);
-    assert!(b.a.iter().any(|&a| a == 0.0));
+    assert!(b.a.contains(&0.0));
     // Exactly equal: every term where A = 0 is 0 * (D - x0) = 0, whatever x0 holds there.
     assert_eq!(measured, full);
     assert_eq!(measured, garbage);
