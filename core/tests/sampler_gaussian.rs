@@ -89,10 +89,15 @@ fn posterior_mean(y: &[f64], mask: &[f64], s: f64) -> [f64; DIM] {
     })
 }
 
-/// The exact denoiser of `N(MU, SIGMA)` behind the core's `Denoiser` trait, in f64 inside.
-/// `D` is affine in `y`, so its vector-Jacobian product is `G^T c` on the observed
-/// coordinates and 0 on the others.
+/// The exact denoiser of `N(MU, SIGMA)` behind the core's `Denoiser` trait, in f64 inside,
+/// plus `LEAK (1 - m) y`: a term that is 0 on every input the samplers may give it (they pass
+/// `y = m x`), but that makes `D` read the hidden pixels of `y`, as a network does, so that
+/// forgetting to mask `x` before the call, or to multiply the vector-Jacobian product by the
+/// mask (the chain rule through `y = m x`), changes the results. `D` is affine in `y`: its
+/// vector-Jacobian product is `G^T c` on the observed coordinates and `LEAK c` on the others.
 struct Gaussian;
+
+const LEAK: f64 = 0.5;
 
 fn observed(mask: &[f32]) -> Vec<usize> {
     (0..DIM).filter(|&i| mask[i] == 1.0).collect()
@@ -119,7 +124,8 @@ impl<'a> Denoiser<SliceTensor<'a>> for Gaussian {
                     .enumerate()
                     .map(|(k, &j)| g[r][k] * (yn[j] as f64 - MU[j]))
                     .sum();
-                o[r] = (MU[r] + v) as f32;
+                let leak = LEAK * (1.0 - mn[r] as f64) * yn[r] as f64;
+                o[r] = (MU[r] + v + leak) as f32;
             }
         }
         Ok(())
@@ -137,7 +143,9 @@ impl<'a> Denoiser<SliceTensor<'a>> for Gaussian {
         for (n, gy) in grad_y.data_mut().chunks_mut(DIM).enumerate() {
             let obs = observed(&mask[n * DIM..][..DIM]);
             let g = gain(&obs, sigma as f64);
-            gy.fill(0.0);
+            for r in 0..DIM {
+                gy[r] = (LEAK * c[n * DIM + r] as f64) as f32;
+            }
             for (k, &j) in obs.iter().enumerate() {
                 gy[j] = (0..DIM)
                     .map(|r| g[r][k] * c[n * DIM + r] as f64)
