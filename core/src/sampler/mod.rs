@@ -35,7 +35,8 @@ pub struct StepInfo {
 /// The fixed-mask sampler: for every step of `schedule`, [`fixed_mask_step`] (or
 /// [`fixed_mask_heun_step`] when `heun`) with the same `mask`, then `progress`. The caller
 /// initialises `x` with `s_max * N(0, I)` (`schedule.sigma_max()`); on return `x` holds the
-/// samples. Needs three scratch tensors (Euler uses the first two).
+/// samples. Denoiser calls: N (Euler) or 2N - 1 (Heun; its last step is Euler). Needs three
+/// scratch tensors (Euler uses the first two).
 pub fn sample_fixed_mask<T: Tensor, D: Denoiser<T>>(
     denoiser: &mut D,
     x: &mut T,
