@@ -42,7 +42,7 @@ pub trait Tensor {
     fn copy_from(&mut self, src: &Self);
     /// self <- a * self.
     fn scale(&mut self, a: f32);
-    /// self[n, ...] <- a[n] * self[n, ...]; `a.len()` equals the batch size.
+    /// `self[n, ...] <- a[n] * self[n, ...]`; `a.len()` equals the batch size.
     fn scale_per_sample(&mut self, a: &[f32]);
     /// self <- self + a.
     fn add_scalar(&mut self, a: f32);
