@@ -55,10 +55,12 @@ pub fn validate_model_config(cfg: &ModelConfig) -> Result<(), String> {
     if c.kind == "box" {
         match c.r#box {
             Some(b) if b > 0 && b <= cfg.unet.img_resolution => {}
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "box = {other:?}; box inpainting needs a side between 1 and img_resolution = {}",
                 cfg.unet.img_resolution
-            )),
+            ))
+            }
         }
     }
     Ok(())
