@@ -217,7 +217,7 @@ pub(crate) fn read_pixel_masks(
             })
         }
     };
-    let shape = [n, h, w, mc];
+    let shape = arr.shape.clone();
     let value = |k: usize| -> Result<bool, HostError> {
         match &arr.data {
             NpyData::U8(v) => match v[k] {

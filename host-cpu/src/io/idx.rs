@@ -36,9 +36,9 @@ fn parse<'a>(
     ndim: usize,
 ) -> Result<(Vec<usize>, &'a [u8]), HostError> {
     let kind = if ndim == 3 {
-        "IDX u8 image (magic 0x00000803)"
+        "u8 IDX image (magic 0x00000803)"
     } else {
-        "IDX u8 label (magic 0x00000801)"
+        "u8 IDX label (magic 0x00000801)"
     };
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(HostError::format(
