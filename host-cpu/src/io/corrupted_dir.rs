@@ -97,24 +97,30 @@ pub fn write_corrupted_dir(
     record: &CorruptionRecord,
 ) -> Result<(), HostError> {
     check_dataset(dir, ds, record)?;
-    let dims = (ds.n, ds.c, ds.h, ds.w);
-    let mut measurements = nchw_to_nhwc_u8(
+    let hw = ds.h * ds.w;
+    let chw = ds.c * hw;
+    // Missing pixels are stored as 0 whatever the dataset holds there (NaN included).
+    let observed: Vec<f32> = ds
+        .measurements
+        .iter()
+        .enumerate()
+        .map(|(k, &x)| {
+            if ds.masks[(k / chw) * chw + k % hw] == 1.0 {
+                x
+            } else {
+                -1.0
+            }
+        })
+        .collect();
+    let measurements = nchw_to_nhwc_u8(
         &dir.join(MEASUREMENTS_FILE),
         "measurements",
-        dims,
-        &ds.measurements,
+        (ds.n, ds.c, ds.h, ds.w),
+        &observed,
     )?;
-    let hw = ds.h * ds.w;
-    let mut masks = vec![0u8; ds.n * hw];
-    for i in 0..ds.n {
-        for p in 0..hw {
-            let observed = ds.masks[i * ds.c * hw + p] == 1.0;
-            masks[i * hw + p] = observed as u8;
-            if !observed {
-                measurements[(i * hw + p) * ds.c..(i * hw + p + 1) * ds.c].fill(0);
-            }
-        }
-    }
+    let masks: Vec<u8> = (0..ds.n * hw)
+        .map(|k| (ds.masks[(k / hw) * chw + k % hw] == 1.0) as u8)
+        .collect();
     let json = serde_json::to_string_pretty(record).map_err(|e| HostError::unwritable(dir, e))?;
     write_dir_atomic(dir, |tmp| {
         write_npy_u8(
