@@ -235,3 +235,27 @@ fn write_record(dir: &std::path::Path) {
     )
     .unwrap();
 }
+
+#[test]
+fn load_picks_the_reader_by_what_the_path_is() {
+    let dir = Scratch::new("cdir-load");
+    let out = dir.path("set");
+    write_corrupted_dir(&out, &dataset(), &record()).unwrap();
+    let ds = CorruptedDataset::load(&out).unwrap();
+    assert_eq!(ds.meta.as_ref().unwrap()["seed"], 42);
+    let npy = dir.path("clean.npy");
+    fs::write(&npy, npy_bytes("|u1", &[1, 1, 1], &[255])).unwrap();
+    let ds = CorruptedDataset::load(&npy).unwrap();
+    assert_eq!(
+        (ds.measurements.clone(), ds.masks.clone()),
+        (vec![1.0], vec![1.0])
+    );
+    // Anything else is read as IDX, and the error says so.
+    let other = dir.path("other.bin");
+    fs::write(&other, b"hello").unwrap();
+    let e = CorruptedDataset::load(&other).unwrap_err().to_string();
+    assert!(e.contains("other.bin") && e.contains("IDX"), "{e}");
+    // A directory without corruption.json is a PNG folder.
+    let e = CorruptedDataset::load(&dir.0).unwrap_err().to_string();
+    assert!(e.contains("no NAME.png"), "{e}");
+}

@@ -16,6 +16,7 @@
 use std::path::Path;
 
 use crate::error::{index_string, shape_string, FormatProblem, HostError};
+use crate::io::corrupted_dir::{load_corrupted_dir, RECORD_FILE};
 use crate::io::idx::read_idx_images;
 use crate::io::npy::{read_npy, write_npy_u8, NpyArray, NpyData};
 use crate::io::pixels::{u8_to_unit, unit_to_u8};
@@ -143,6 +144,25 @@ impl CorruptedDataset {
             NhwcPixels::U8(&imgs.pixels),
             None,
         )
+    }
+
+    /// Reads whatever `path` is: a corrupted-dataset directory (it holds `corruption.json`),
+    /// another directory (a PNG folder), a `.npy` file (clean images), or else an IDX file.
+    pub fn load(path: &Path) -> Result<Self, HostError> {
+        if path.is_dir() {
+            if path.join(RECORD_FILE).exists() {
+                load_corrupted_dir(path)
+            } else {
+                Self::load_png_folder(path)
+            }
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+        {
+            Self::load_npy(path, None)
+        } else {
+            Self::load_idx(path)
+        }
     }
 
     /// Images from a `.npy` file (N x H x W x C or N x H x W, `u8` or `f32`), with masks from a

@@ -94,9 +94,8 @@ pub fn safetensors_bytes(
         data.extend_from_slice(bytes);
     }
     let mut text = serde_json::to_string(&header).unwrap();
-    while text.len() % 8 != 0 {
-        text.push(' ');
-    }
+    let pad = (8 - text.len() % 8) % 8;
+    text.push_str(&" ".repeat(pad));
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(text.as_bytes());
     out.extend_from_slice(&data);
