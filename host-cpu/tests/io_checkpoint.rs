@@ -200,7 +200,8 @@ fn weight_files_and_checkpoints_are_not_interchangeable() {
     save_weights(&wpath, &cfg, &ck.ema).unwrap();
     let e = read_checkpoint(&wpath).unwrap_err().to_string();
     assert!(
-        e.contains("w.safetensors") && e.contains("not a training checkpoint"),
+        e.contains("w.safetensors")
+            && e.contains("this is a weight file, not a training checkpoint"),
         "{e}"
     );
     let cpath = dir.path("ck.safetensors");

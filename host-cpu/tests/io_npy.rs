@@ -153,6 +153,21 @@ fn truncated_foreign_and_wrong_dtype_files_are_named() {
         format!("{}: not a NumPy .npy file (it is a PNG image)", p.display())
     );
 
+    let st = io_util::safetensors_bytes(&[], &[]);
+    fs::write(&p, &st).unwrap();
+    let e = CorruptedDataset::load_npy(&p, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with("not a NumPy .npy file (it looks like a safetensors file)"),
+        "{e}"
+    );
+    fs::write(&p, "# a text file\n").unwrap();
+    let e = CorruptedDataset::load_npy(&p, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("it is text: \"# a text file"), "{e}");
+
     fs::write(&p, npy_bytes("<f8", &[1, 1, 1], &[0; 8])).unwrap();
     let e = CorruptedDataset::load_npy(&p, None).unwrap_err();
     assert!(

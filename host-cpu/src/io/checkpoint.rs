@@ -12,7 +12,7 @@ use crate::error::HostError;
 use crate::io::weights::{
     check_store_for_writing, config_differences, config_from_metadata, parse_safetensors,
     read_file, read_store, reject_unknown, validate_model_config, write_safetensors,
-    CHECKPOINT_FORMAT,
+    CHECKPOINT_FORMAT, WEIGHTS_FORMAT,
 };
 use crate::optim::{Adam, AdamConfig, EmaSchedule};
 use crate::params::{spec_layout, ParamStore};
@@ -132,10 +132,18 @@ fn read(path: &Path, requested: Option<&ModelConfig>) -> Result<Checkpoint, Host
     let (st, meta) = parse_safetensors(path, &bytes)?;
     match meta.get("format").map(String::as_str) {
         Some(CHECKPOINT_FORMAT) => {}
-        other => {
+        None | Some(WEIGHTS_FORMAT) => {
             return Err(HostError::invalid(
                 path,
-                format!("not a training checkpoint (format {other:?}, expected {CHECKPOINT_FORMAT:?}); a weight file cannot resume training"),
+                "this is a weight file, not a training checkpoint; it cannot resume training",
+            ))
+        }
+        Some(other) => {
+            return Err(HostError::invalid(
+                path,
+                format!(
+                    "not a training checkpoint (format {other:?}, expected {CHECKPOINT_FORMAT:?})"
+                ),
             ))
         }
     }

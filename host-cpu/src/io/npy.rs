@@ -169,6 +169,13 @@ pub(crate) fn describe_start(bytes: &[u8]) -> String {
     if bytes.is_empty() {
         return "the file is empty".into();
     }
+    if bytes.len() > 9 && bytes[8] == b'{' {
+        return "it looks like a safetensors file".into();
+    }
+    let head = &bytes[..bytes.len().min(24)];
+    if head.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+        return format!("it is text: {:?}", String::from_utf8_lossy(head));
+    }
     let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("it starts with bytes {}", head.join(" "))
 }
