@@ -144,18 +144,6 @@ impl HostError {
             reason: reason.to_string(),
         }
     }
-
-    /// The file the error concerns (the mask file for a mask mismatch).
-    pub fn path(&self) -> &Path {
-        match self {
-            HostError::Io { path, .. }
-            | HostError::Format { path, .. }
-            | HostError::ConfigMismatch { path, .. }
-            | HostError::NonFinite { path, .. }
-            | HostError::Unwritable { path, .. } => path,
-            HostError::MaskShape { mask_path, .. } => mask_path,
-        }
-    }
 }
 
 /// `[60000, 28, 28]` as "60000 x 28 x 28", the way messages print shapes.

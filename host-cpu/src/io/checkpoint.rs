@@ -9,11 +9,12 @@ use std::path::Path;
 
 use crate::config::ModelConfig;
 use crate::error::HostError;
-use crate::io::weights::{
-    check_store_for_writing, config_differences, config_from_metadata, parse_safetensors,
-    read_file, read_store, reject_unknown, validate_model_config, write_safetensors,
-    CHECKPOINT_FORMAT, WEIGHTS_FORMAT,
+use crate::io::model_config::{config_differences, config_from_metadata, validate_model_config};
+use crate::io::safetensors_file::{
+    check_store_for_writing, parse_safetensors, read_file, read_store, reject_unknown,
+    write_safetensors,
 };
+use crate::io::weights::{CHECKPOINT_FORMAT, WEIGHTS_FORMAT};
 use crate::optim::{Adam, AdamConfig, EmaSchedule};
 use crate::params::{spec_layout, ParamStore};
 

@@ -6,10 +6,12 @@ pub mod checkpoint;
 pub mod corrupted_dir;
 pub mod dataset;
 pub mod idx;
+pub mod model_config;
 pub mod npy;
 pub mod pixels;
 pub mod png_folder;
 pub mod png_grid;
+pub mod safetensors_file;
 pub mod weights;
 
 pub use dataset::CorruptedDataset;

@@ -24,16 +24,6 @@ pub struct NpyArray {
     pub data: NpyData,
 }
 
-impl NpyArray {
-    /// "u8" or "f32", as messages print the element type.
-    pub fn dtype_name(&self) -> &'static str {
-        match self.data {
-            NpyData::U8(_) => "u8",
-            NpyData::F32(_) => "f32",
-        }
-    }
-}
-
 /// Reads a `.npy` file.
 pub fn read_npy(path: &Path) -> Result<NpyArray, HostError> {
     let bytes = std::fs::read(path).map_err(|e| HostError::io(path, "read", e))?;
@@ -173,7 +163,10 @@ pub(crate) fn describe_start(bytes: &[u8]) -> String {
         return "it looks like a safetensors file".into();
     }
     let head = &bytes[..bytes.len().min(24)];
-    if head.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+    if head
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
         return format!("it is text: {:?}", String::from_utf8_lossy(head));
     }
     let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();

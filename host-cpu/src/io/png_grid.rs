@@ -110,21 +110,18 @@ fn check(
     Ok(())
 }
 
-/// The `u8` colour of pixel (y, x) of image `i`, replicated to `out_c` channels.
+/// The `u8` colour of pixel (y, x) of image `i` as RGB (gray replicated to three channels).
 fn pixel(
     images: &[f32],
     (c, h, w): (usize, usize, usize),
     i: usize,
     y: usize,
     x: usize,
-    out_c: usize,
 ) -> [u8; 3] {
     let at = |ch: usize| unit_to_u8(images[((i * c + ch) * h + y) * w + x]);
     if c == 1 {
-        let g = at(0);
-        [g; 3]
+        [at(0); 3]
     } else {
-        debug_assert_eq!(out_c, 3);
         [at(0), at(1), at(2)]
     }
 }
@@ -149,7 +146,7 @@ pub fn render_grid(
         let (oy, ox) = GridImage::origin(i / cols, i % cols, h, w);
         for y in 0..h {
             for x in 0..w {
-                let px = pixel(images, (c, h, w), i, y, x, c);
+                let px = pixel(images, (c, h, w), i, y, x);
                 g.set(oy + y, ox + x, &px[..c]);
             }
         }
@@ -188,10 +185,10 @@ pub fn render_pairs_grid(
                 let m = if missing {
                     MISSING_RGB
                 } else {
-                    pixel(measurements, (c, h, w), i, y, x, 3)
+                    pixel(measurements, (c, h, w), i, y, x)
                 };
                 g.set(oy + y, mx + x, &m);
-                g.set(oy + y, rx + x, &pixel(restorations, (c, h, w), i, y, x, 3));
+                g.set(oy + y, rx + x, &pixel(restorations, (c, h, w), i, y, x));
             }
         }
     }
