@@ -326,6 +326,20 @@ fn truncated_and_foreign_files_are_rejected() {
         "{e}"
     );
 
+    fs::write(&cut, &bytes[..200]).unwrap();
+    let e = load_weights(&cut).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            HostError::Format {
+                problem: FormatProblem::Truncated { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(message(&e).contains("header says a JSON header of"), "{e}");
+
     let png = dir.path("image.png");
     fs::write(&png, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap();
     let e = message(&load_weights(&png).unwrap_err());

@@ -115,12 +115,18 @@ pub(crate) fn parse_safetensors<'a>(
             },
         )
     };
-    if bytes.len() < 9 {
+    if bytes.len() < 9 || bytes[8] != b'{' {
         return Err(foreign());
     }
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    if n > (bytes.len() - 8) as u64 || bytes[8] != b'{' {
-        return Err(foreign());
+    if n > (bytes.len() - 8) as u64 {
+        return Err(HostError::format(
+            path,
+            FormatProblem::Truncated {
+                header_says: format!("a JSON header of {n} bytes"),
+                data_bytes: (bytes.len() - 8) as u64,
+            },
+        ));
     }
     match SafeTensors::deserialize(bytes) {
         Ok(st) => {
