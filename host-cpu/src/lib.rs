@@ -2,5 +2,10 @@
 //! its weight files and checkpoints, corrupted datasets, training, sampling and restoration.
 
 pub mod config;
+pub mod error;
+pub mod io;
+pub mod optim;
 pub mod params;
 pub mod tensor_nd;
+
+pub use error::HostError;
