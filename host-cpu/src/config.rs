@@ -37,19 +37,25 @@ impl UNetConfig {
         if self.mult.is_empty() || self.mult.contains(&0) {
             return Err("mult must be a non-empty list of positive integers".into());
         }
-        if self.ch % 2 != 0 {
+        if self.mult.len() > 16 {
+            return Err(format!("mult has {} levels; at most 16 are supported", self.mult.len()));
+        }
+        if self.groups == 0 {
+            return Err("groups must be positive".into());
+        }
+        if !self.ch.is_multiple_of(2) {
             return Err(format!("ch = {} must be even (noise embedding)", self.ch));
         }
         let levels = self.mult.len() as u32;
         let div = 1usize << (levels - 1);
-        if self.img_resolution % div != 0 {
+        if !self.img_resolution.is_multiple_of(div) {
             return Err(format!(
                 "img_resolution {} must be divisible by 2^(levels-1) = {div}",
                 self.img_resolution
             ));
         }
         for &m in &self.mult {
-            if (self.ch * m) % self.groups != 0 {
+            if !(self.ch * m).is_multiple_of(self.groups) {
                 return Err(format!(
                     "channel count {} is not divisible by groups = {}",
                     self.ch * m,
@@ -57,7 +63,7 @@ impl UNetConfig {
                 ));
             }
         }
-        if self.ch % self.groups != 0 {
+        if !self.ch.is_multiple_of(self.groups) {
             return Err(format!(
                 "ch = {} not divisible by groups = {}",
                 self.ch, self.groups
@@ -101,3 +107,25 @@ pub struct ModelConfig {
 }
 
 pub const PRECOND: &str = "mask-aware-edm";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_rejects_bad_configs_without_panicking() {
+        assert!(UNetConfig::spec_mnist().validate().is_ok());
+        let bad = |f: fn(&mut UNetConfig)| {
+            let mut c = UNetConfig::spec_mnist();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert!(bad(|c| c.groups = 0).contains("groups"));
+        assert!(bad(|c| c.mult = vec![1; 70]).contains("levels"));
+        assert!(bad(|c| c.ch = 31).contains("even"));
+        assert!(bad(|c| c.img_resolution = 30).contains("divisible"));
+        assert!(bad(|c| c.groups = 5).contains("groups"));
+        assert!(bad(|c| c.sigma_data = f32::NAN).contains("sigma_data"));
+        assert!(bad(|c| c.mult = vec![]).contains("mult"));
+    }
+}
