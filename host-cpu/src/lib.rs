@@ -2,5 +2,9 @@
 //! its weight files and checkpoints, corrupted datasets, training, sampling and restoration.
 
 pub mod config;
+pub mod denoiser;
+pub mod init;
+pub mod nn;
 pub mod params;
 pub mod tensor_nd;
+pub mod unet;

@@ -1,0 +1,258 @@
+//! The preconditioned mask-aware denoiser of the spec ("Preconditioning"):
+//! `F_in = [c_in y, m]`, `F = F(F_in, ln(s)/4)`,
+//! `D = m (c_skip y + c_out F) + (1 - m) sd F`, its backward pass for training (parameter
+//! gradients and dL/dy) and the core's `Denoiser` trait on top of it.
+
+use crate::params::ParamStore;
+use crate::tensor_nd::NdTensor;
+use crate::unet::{ForwardCache, UNet};
+use ambient_core::precond::{c_in, c_noise, c_skip, output_scale, precondition_output};
+use ambient_core::{CoreError, Denoiser};
+use ndarray::{s, Array4, Axis, Zip};
+use thiserror::Error;
+
+/// Why a denoiser call was refused.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum DenoiseError {
+    #[error("shape: {0}")]
+    Shape(String),
+    #[error("sigma: {0}")]
+    Sigma(String),
+    #[error("parameters: {0}")]
+    Params(String),
+}
+
+/// What [`denoise_backward`] needs from [`denoise_train`].
+#[derive(Debug, Clone)]
+pub struct DenoiseTape {
+    cache: ForwardCache,
+    mask: Array4<f32>,
+    sigmas: Vec<f32>,
+}
+
+/// Checks `y`, `mask` (same shape, C = img_channels, size the network takes) and one
+/// positive finite sigma per sample, and the parameters.
+pub fn check_denoise_input(
+    net: &UNet,
+    params: &ParamStore,
+    y: &Array4<f32>,
+    mask: &Array4<f32>,
+    sigmas: &[f32],
+) -> Result<(), DenoiseError> {
+    net.check_params(params).map_err(DenoiseError::Params)?;
+    if y.dim() != mask.dim() {
+        return Err(DenoiseError::Shape(format!(
+            "y {:?} and mask {:?} differ",
+            y.dim(),
+            mask.dim()
+        )));
+    }
+    let (n, c, h, w) = y.dim();
+    if c != net.config().img_channels {
+        return Err(DenoiseError::Shape(format!(
+            "{c} channels, the network takes {}",
+            net.config().img_channels
+        )));
+    }
+    if sigmas.len() != n || n > ambient_core::precond::MAX_BATCH {
+        return Err(DenoiseError::Sigma(format!(
+            "{} sigmas for {n} samples (at most {})",
+            sigmas.len(),
+            ambient_core::precond::MAX_BATCH
+        )));
+    }
+    if let Some(s) = sigmas.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(DenoiseError::Sigma(format!(
+            "{s} is not positive and finite"
+        )));
+    }
+    let probe = Array4::<f32>::zeros((0, 2 * c, h, w));
+    net.check_input(&probe, &[]).map_err(DenoiseError::Shape)
+}
+
+fn assert_input(net: &UNet, params: &ParamStore, y: &Array4<f32>, m: &Array4<f32>, s: &[f32]) {
+    if let Err(e) = check_denoise_input(net, params, y, m, s) {
+        panic!("denoiser: {e} (check with check_denoise_input first)");
+    }
+}
+
+/// `F_in = [c_in(s) y, m]` and `c_noise = ln(s) / 4`, per sample.
+fn network_input(
+    y: &Array4<f32>,
+    mask: &Array4<f32>,
+    sigmas: &[f32],
+    sd: f32,
+) -> (Array4<f32>, Vec<f32>) {
+    let (n, c, h, w) = y.dim();
+    let mut f_in = Array4::<f32>::zeros((n, 2 * c, h, w));
+    for (i, &s) in sigmas.iter().enumerate() {
+        let ci = c_in(s, sd);
+        let mut fi = f_in.index_axis_mut(Axis(0), i);
+        Zip::from(fi.slice_mut(s![..c, .., ..]))
+            .and(y.index_axis(Axis(0), i))
+            .for_each(|o, &v| *o = ci * v);
+        fi.slice_mut(s![c.., .., ..])
+            .assign(&mask.index_axis(Axis(0), i));
+    }
+    (f_in, sigmas.iter().map(|&s| c_noise(s)).collect())
+}
+
+/// `D = m (c_skip y + c_out F) + (1 - m) sd F`.
+fn precondition(
+    y: &Array4<f32>,
+    mask: &Array4<f32>,
+    f: Array4<f32>,
+    sigmas: &[f32],
+    sd: f32,
+) -> Array4<f32> {
+    let (y, m, f) = (NdTensor(y.clone()), NdTensor(mask.clone()), NdTensor(f));
+    let mut out = NdTensor(Array4::zeros(y.0.dim()));
+    let mut scratch = NdTensor(Array4::zeros(y.0.dim()));
+    precondition_output(&y, &m, &f, sigmas, sd, &mut out, &mut scratch);
+    out.0
+}
+
+/// `D(y, mask, s)` for a batch, one sigma per sample (inference: nothing kept). Panics on
+/// inputs that [`check_denoise_input`] rejects.
+pub fn denoise(
+    net: &UNet,
+    params: &ParamStore,
+    y: &Array4<f32>,
+    mask: &Array4<f32>,
+    sigmas: &[f32],
+) -> Array4<f32> {
+    assert_input(net, params, y, mask, sigmas);
+    let sd = net.config().sigma_data;
+    let (f_in, cn) = network_input(y, mask, sigmas, sd);
+    let f = net.forward_inference(params, &f_in, &cn);
+    precondition(y, mask, f, sigmas, sd)
+}
+
+/// `D(y, mask, s)` and the tape for [`denoise_backward`].
+pub fn denoise_train(
+    net: &UNet,
+    params: &ParamStore,
+    y: &Array4<f32>,
+    mask: &Array4<f32>,
+    sigmas: &[f32],
+) -> (Array4<f32>, DenoiseTape) {
+    assert_input(net, params, y, mask, sigmas);
+    let sd = net.config().sigma_data;
+    let (f_in, cn) = network_input(y, mask, sigmas, sd);
+    let (f, cache) = net.forward(params, &f_in, &cn);
+    let d = precondition(y, mask, f, sigmas, sd);
+    let tape = DenoiseTape {
+        cache,
+        mask: mask.clone(),
+        sigmas: sigmas.to_vec(),
+    };
+    (d, tape)
+}
+
+/// Given dL/dD: accumulates the parameter gradients into `grads` and returns dL/dy.
+pub fn denoise_backward(
+    net: &UNet,
+    params: &ParamStore,
+    tape: &DenoiseTape,
+    d_d: &Array4<f32>,
+    grads: &mut ParamStore,
+) -> Array4<f32> {
+    backward(net, params, tape, d_d, Some(grads))
+}
+
+/// dL/dy = m c_skip dL/dD + c_in dL/dF_in[:, :C], with dL/dF = (c_out m + sd (1 - m)) dL/dD.
+fn backward(
+    net: &UNet,
+    params: &ParamStore,
+    tape: &DenoiseTape,
+    d_d: &Array4<f32>,
+    grads: Option<&mut ParamStore>,
+) -> Array4<f32> {
+    assert_eq!(d_d.dim(), tape.mask.dim(), "denoise_backward: dL/dD shape");
+    let sd = net.config().sigma_data;
+    let m = NdTensor(tape.mask.clone());
+    let mut d_f = NdTensor(Array4::zeros(d_d.dim()));
+    output_scale(&m, &tape.sigmas, sd, &mut d_f);
+    d_f.0 *= d_d;
+    let d_fin = match grads {
+        Some(g) => net.backward(params, &tape.cache, &d_f.0, g),
+        None => net.backward_input(params, &tape.cache, &d_f.0),
+    };
+    let c = d_d.dim().1;
+    let mut d_y = Array4::<f32>::zeros(d_d.dim());
+    for (i, &s) in tape.sigmas.iter().enumerate() {
+        let (ck, ci) = (c_skip(s, sd), c_in(s, sd));
+        Zip::from(d_y.index_axis_mut(Axis(0), i))
+            .and(d_d.index_axis(Axis(0), i))
+            .and(tape.mask.index_axis(Axis(0), i))
+            .and(d_fin.slice(s![i, ..c, .., ..]))
+            .for_each(|o, &dd, &mm, &df| *o = mm * ck * dd + ci * df);
+    }
+    d_y
+}
+
+/// The trained network as the core's `Denoiser` (one sigma for the whole batch).
+pub struct CpuDenoiser<'a> {
+    pub net: &'a UNet,
+    pub params: &'a ParamStore,
+}
+
+fn core_error(e: DenoiseError) -> CoreError {
+    match e {
+        DenoiseError::Shape(_) => CoreError::Denoiser("input shape does not fit the network"),
+        DenoiseError::Sigma(_) => CoreError::InvalidParameter("sigma must be positive and finite"),
+        DenoiseError::Params(_) => CoreError::Denoiser("parameters do not fit the network"),
+    }
+}
+
+impl CpuDenoiser<'_> {
+    fn sigmas(&self, y: &NdTensor, mask: &NdTensor, sigma: f32) -> Result<Vec<f32>, CoreError> {
+        let sigmas = vec![sigma; y.0.dim().0];
+        check_denoise_input(self.net, self.params, &y.0, &mask.0, &sigmas).map_err(core_error)?;
+        Ok(sigmas)
+    }
+}
+
+impl Denoiser<NdTensor> for CpuDenoiser<'_> {
+    fn denoise(
+        &mut self,
+        y: &NdTensor,
+        mask: &NdTensor,
+        sigma: f32,
+        out: &mut NdTensor,
+    ) -> Result<(), CoreError> {
+        let sigmas = self.sigmas(y, mask, sigma)?;
+        if out.0.dim() != y.0.dim() {
+            return Err(CoreError::ShapeMismatch {
+                what: "denoise output",
+                expected: y.0.len(),
+                got: out.0.len(),
+            });
+        }
+        out.0 = denoise(self.net, self.params, &y.0, &mask.0, &sigmas);
+        Ok(())
+    }
+
+    fn denoise_vjp(
+        &mut self,
+        y: &NdTensor,
+        mask: &NdTensor,
+        sigma: f32,
+        cotangent: &NdTensor,
+        grad_y: &mut NdTensor,
+    ) -> Result<(), CoreError> {
+        let sigmas = self.sigmas(y, mask, sigma)?;
+        for (what, t) in [("cotangent", &cotangent.0), ("grad_y", &grad_y.0)] {
+            if t.dim() != y.0.dim() {
+                return Err(CoreError::ShapeMismatch {
+                    what,
+                    expected: y.0.len(),
+                    got: t.len(),
+                });
+            }
+        }
+        let (_, tape) = denoise_train(self.net, self.params, &y.0, &mask.0, &sigmas);
+        grad_y.0 = backward(self.net, self.params, &tape, &cotangent.0, None);
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! `GN`: GroupNorm with `groups` groups, eps 1e-5, affine (per-channel weight and bias). Group
+//! statistics (biased variance, as PyTorch) are accumulated in f64.
+
+use super::{accumulate, param_index};
+use crate::params::ParamStore;
+use ndarray::Array4;
+use rayon::prelude::*;
+
+pub const GN_EPS: f64 = 1e-5;
+
+/// A GroupNorm layer and the indices of its `weight` and `bias`.
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    pub channels: usize,
+    pub groups: usize,
+    weight: usize,
+    bias: usize,
+}
+
+/// What the backward pass needs: the normalised input `xhat` and `1/sqrt(var + eps)` per
+/// (sample, group).
+#[derive(Debug, Clone)]
+pub struct GroupNormCache {
+    xhat: Array4<f32>,
+    rstd: Vec<f32>,
+}
+
+impl GroupNorm {
+    /// The layer `{prefix}.weight/bias` of `layout`; `groups` must divide `channels`.
+    pub fn new(
+        layout: &[(String, Vec<usize>)],
+        prefix: &str,
+        channels: usize,
+        groups: usize,
+    ) -> Result<Self, String> {
+        if groups == 0 || channels / groups * groups != channels {
+            return Err(format!(
+                "{prefix}: {channels} channels not divisible into {groups} groups"
+            ));
+        }
+        Ok(GroupNorm {
+            channels,
+            groups,
+            weight: param_index(layout, &format!("{prefix}.weight"), &[channels])?,
+            bias: param_index(layout, &format!("{prefix}.bias"), &[channels])?,
+        })
+    }
+
+    pub fn forward(&self, params: &ParamStore, x: &Array4<f32>) -> (Array4<f32>, GroupNormCache) {
+        let (n, c, h, w) = x.dim();
+        assert_eq!(c, self.channels, "GroupNorm: channels");
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().unwrap();
+        let gamma = &params.params[self.weight].data;
+        let beta = &params.params[self.bias].data;
+        let glen = c / self.groups * h * w;
+        let hw = h * w;
+        let mut xhat = Array4::<f32>::zeros((n, c, h, w));
+        let mut out = Array4::<f32>::zeros((n, c, h, w));
+        let mut rstd = vec![0.0f32; n * self.groups];
+        xhat.as_slice_mut()
+            .unwrap()
+            .par_chunks_mut(glen)
+            .zip(out.as_slice_mut().unwrap().par_chunks_mut(glen))
+            .zip(rstd.par_iter_mut())
+            .enumerate()
+            .for_each(|(gi, ((xh, o), r))| {
+                let src = &xs[gi * glen..(gi + 1) * glen];
+                let mean = src.iter().map(|&v| v as f64).sum::<f64>() / glen as f64;
+                let var = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / glen as f64;
+                let rs = 1.0 / (var + GN_EPS).sqrt();
+                *r = rs as f32;
+                let c0 = (gi % self.groups) * (c / self.groups);
+                for (j, ((xv, ov), &s)) in xh.iter_mut().zip(o.iter_mut()).zip(src).enumerate() {
+                    let ch = c0 + j / hw;
+                    let v = ((s as f64 - mean) * rs) as f32;
+                    *xv = v;
+                    *ov = v * gamma[ch] + beta[ch];
+                }
+            });
+        (out, GroupNormCache { xhat, rstd })
+    }
+
+    /// Backward pass: adds dL/dweight and dL/dbias to `grads` (if given), returns dL/dx:
+    /// `dx = rstd (g - mean(g) - xhat mean(g xhat))` per group, with `g = dy * weight`.
+    pub fn backward(
+        &self,
+        params: &ParamStore,
+        cache: &GroupNormCache,
+        d_out: &Array4<f32>,
+        mut grads: Option<&mut ParamStore>,
+    ) -> Array4<f32> {
+        let (n, c, h, w) = cache.xhat.dim();
+        assert_eq!(d_out.dim(), (n, c, h, w), "GroupNorm: d_out shape");
+        let d_out = d_out.as_standard_layout();
+        let ds = d_out.as_slice().unwrap();
+        let xh = cache.xhat.as_slice().unwrap();
+        let gamma = &params.params[self.weight].data;
+        let hw = h * w;
+        let cpg = c / self.groups;
+        let glen = cpg * hw;
+        let mut dx = Array4::<f32>::zeros((n, c, h, w));
+        dx.as_slice_mut()
+            .unwrap()
+            .par_chunks_mut(glen)
+            .enumerate()
+            .for_each(|(gi, dxg)| {
+                let c0 = (gi % self.groups) * cpg;
+                let dy = &ds[gi * glen..(gi + 1) * glen];
+                let xg = &xh[gi * glen..(gi + 1) * glen];
+                let (mut sg, mut sgx) = (0.0f64, 0.0f64);
+                for (j, (&d, &x)) in dy.iter().zip(xg).enumerate() {
+                    let g = (d * gamma[c0 + j / hw]) as f64;
+                    sg += g;
+                    sgx += g * x as f64;
+                }
+                let (mg, mgx) = (sg / glen as f64, sgx / glen as f64);
+                let rs = cache.rstd[gi] as f64;
+                for (j, (o, (&d, &x))) in dxg.iter_mut().zip(dy.iter().zip(xg)).enumerate() {
+                    let g = (d * gamma[c0 + j / hw]) as f64;
+                    *o = (rs * (g - mg - x as f64 * mgx)) as f32;
+                }
+            });
+        if grads.is_some() {
+            let mut dg = vec![0.0f64; c];
+            let mut db = vec![0.0f64; c];
+            for i in 0..n {
+                for ch in 0..c {
+                    let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
+                    for (&d, &x) in ds[r.clone()].iter().zip(&xh[r]) {
+                        dg[ch] += (d * x) as f64;
+                        db[ch] += d as f64;
+                    }
+                }
+            }
+            let dg: Vec<f32> = dg.iter().map(|&v| v as f32).collect();
+            let db: Vec<f32> = db.iter().map(|&v| v as f32).collect();
+            accumulate(&mut grads, self.weight, &dg);
+            accumulate(&mut grads, self.bias, &db);
+        }
+        dx
+    }
+}
