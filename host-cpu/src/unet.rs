@@ -251,7 +251,7 @@ impl UNet {
             }
         }
         let (out_pre, out_norm) = self.out_norm.forward(params, &x);
-        let (f, out_conv) = self.out_conv.forward(params, &silu(&out_pre));
+        let (f, out_conv) = self.out_conv.forward_owned(params, silu(&out_pre));
         let cache = keep.then(|| ForwardCache {
             emb: emb_cache,
             in_conv: in_cache.expect("kept"),
@@ -343,5 +343,54 @@ impl UNet {
             .backward(params, &cache.in_conv, &d, grads.as_deref_mut());
         self.emb.backward(params, &cache.emb, &d_emb, grads);
         d_in
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use crate::init::init_params;
+    use ambient_core::AmbientRng;
+    use std::time::Instant;
+
+    /// Rough timings of the spec configuration (run in release:
+    /// `cargo test --release -p ambient-cpu unet::bench -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn timing_spec_config() {
+        let cfg = UNetConfig::spec_mnist();
+        let net = UNet::new(&cfg).unwrap();
+        let mut rng = AmbientRng::new(1);
+        let mut params = init_params(&cfg, &mut rng);
+        for p in params.params.iter_mut() {
+            p.data.iter_mut().for_each(|v| *v += 0.01 * rng.normal());
+        }
+        for n in [64usize, 1] {
+            let mut f_in = Array4::<f32>::zeros((n, 2, 28, 28));
+            f_in.iter_mut().for_each(|v| *v = rng.normal());
+            let c_noise: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 0.3).collect();
+            let mut grads = params.zeros_like();
+            let reps = if n == 1 { 20 } else { 3 };
+            let (mut tf, mut tb, mut ti) = (0.0, 0.0, 0.0);
+            for _ in 0..reps {
+                let t = Instant::now();
+                let (f, cache) = net.forward(&params, &f_in, &c_noise);
+                tf += t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                net.backward(&params, &cache, &f, &mut grads);
+                tb += t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                net.forward_inference(&params, &f_in, &c_noise);
+                ti += t.elapsed().as_secs_f64();
+            }
+            let r = reps as f64;
+            eprintln!(
+                "batch {n}: forward {:.1} ms, backward {:.1} ms, inference {:.1} ms ({} threads)",
+                1e3 * tf / r,
+                1e3 * tb / r,
+                1e3 * ti / r,
+                rayon::current_num_threads()
+            );
+        }
     }
 }

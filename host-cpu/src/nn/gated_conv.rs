@@ -69,9 +69,23 @@ impl GatedConv {
 
     /// Forward pass; also returns what [`GatedConv::backward`] needs.
     pub fn forward(&self, params: &ParamStore, x: &Array4<f32>) -> (Array4<f32>, GatedConvCache) {
+        self.forward_owned(params, x.as_standard_layout().into_owned())
+    }
+
+    /// [`GatedConv::forward`] taking ownership of the input (kept for the backward pass
+    /// without a copy).
+    pub fn forward_owned(
+        &self,
+        params: &ParamStore,
+        x: Array4<f32>,
+    ) -> (Array4<f32>, GatedConvCache) {
         let (n, cin, h, w) = x.dim();
         assert_eq!(cin, self.cin, "GatedConv: input channels");
-        let x = x.as_standard_layout().into_owned();
+        let x = if x.is_standard_layout() {
+            x
+        } else {
+            x.as_standard_layout().into_owned()
+        };
         let hw = h * w;
         let (cout, kd) = (self.cout, self.kdim());
         let st = self.stacked(params);
@@ -88,35 +102,36 @@ impl GatedConv {
             .zip(zw.as_slice_mut().unwrap().par_chunks_mut(len))
             .zip(s.as_slice_mut().unwrap().par_chunks_mut(len))
             .enumerate()
-            .for_each(|(i, ((o, zwi), si))| {
-                let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
-                let col_owned;
-                let col: &[f32] = if self.k == 1 {
-                    xi
-                } else {
-                    let mut c = vec![0.0f32; kd * hw];
-                    im2col(xi, cin, h, w, self.k, &mut c);
-                    col_owned = c;
-                    &col_owned
-                };
-                let mut z = vec![0.0f32; 2 * cout * hw];
-                gemm_columns(2 * cout, kd, hw, &st, col, &mut z, split);
-                let (zwv, zgv) = z.split_at(cout * hw);
-                for (c, &b) in bias.iter().enumerate() {
-                    let r = c * hw..(c + 1) * hw;
-                    for (((o, zwo), so), (&a, &g)) in o[r.clone()]
-                        .iter_mut()
-                        .zip(&mut zwi[r.clone()])
-                        .zip(&mut si[r.clone()])
-                        .zip(zwv[r.clone()].iter().zip(&zgv[r.clone()]))
-                    {
-                        let sg = sigmoid(g);
-                        *zwo = a;
-                        *so = sg;
-                        *o = a * sg + b;
+            .for_each_init(
+                || (Vec::new(), vec![0.0f32; 2 * cout * hw]),
+                |(col_buf, z), (i, ((o, zwi), si))| {
+                    let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
+                    let col: &[f32] = if self.k == 1 {
+                        xi
+                    } else {
+                        col_buf.resize(kd * hw, 0.0);
+                        im2col(xi, cin, h, w, self.k, col_buf);
+                        col_buf
+                    };
+                    gemm_columns(2 * cout, kd, hw, &st, col, z, split);
+                    let (zwv, zgv) = z.split_at(cout * hw);
+                    for (c, &b) in bias.iter().enumerate() {
+                        let r = c * hw..(c + 1) * hw;
+                        for (((o, zwo), so), (&a, &g)) in o[r.clone()]
+                            .iter_mut()
+                            .zip(&mut zwi[r.clone()])
+                            .zip(&mut si[r.clone()])
+                            .zip(zwv[r.clone()].iter().zip(&zgv[r.clone()]))
+                        {
+                            let sg = sigmoid(g);
+                            *zwo = a;
+                            *so = sg;
+                            *o = a * sg + b;
+                        }
                     }
-                }
-            });
+                },
+            );
+
         (out, GatedConvCache { x, zw, s })
     }
 

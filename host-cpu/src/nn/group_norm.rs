@@ -66,16 +66,34 @@ impl GroupNorm {
             .enumerate()
             .for_each(|(gi, ((xh, o), r))| {
                 let src = &xs[gi * glen..(gi + 1) * glen];
-                let mean = src.iter().map(|&v| v as f64).sum::<f64>() / glen as f64;
-                let var = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / glen as f64;
+                // Two passes; per channel in f32 (hw terms), across channels in f64.
+                let mean = src
+                    .chunks(hw)
+                    .map(|c| c.iter().sum::<f32>() as f64)
+                    .sum::<f64>()
+                    / glen as f64;
+                let mf = mean as f32;
+                let var = src
+                    .chunks(hw)
+                    .map(|c| c.iter().map(|&v| (v - mf) * (v - mf)).sum::<f32>() as f64)
+                    .sum::<f64>()
+                    / glen as f64;
                 let rs = 1.0 / (var + GN_EPS).sqrt();
                 *r = rs as f32;
                 let c0 = (gi % self.groups) * (c / self.groups);
-                for (j, ((xv, ov), &s)) in xh.iter_mut().zip(o.iter_mut()).zip(src).enumerate() {
-                    let ch = c0 + j / hw;
-                    let v = ((s as f64 - mean) * rs) as f32;
-                    *xv = v;
-                    *ov = v * gamma[ch] + beta[ch];
+                let (m, r) = (mean as f32, rs as f32);
+                for (j, ((xc, oc), sc)) in xh
+                    .chunks_mut(hw)
+                    .zip(o.chunks_mut(hw))
+                    .zip(src.chunks(hw))
+                    .enumerate()
+                {
+                    let (g, b) = (gamma[c0 + j], beta[c0 + j]);
+                    for ((xv, ov), &s) in xc.iter_mut().zip(oc.iter_mut()).zip(sc) {
+                        let v = (s - m) * r;
+                        *xv = v;
+                        *ov = v * g + b;
+                    }
                 }
             });
         (out, GroupNormCache { xhat, rstd })
@@ -109,16 +127,27 @@ impl GroupNorm {
                 let dy = &ds[gi * glen..(gi + 1) * glen];
                 let xg = &xh[gi * glen..(gi + 1) * glen];
                 let (mut sg, mut sgx) = (0.0f64, 0.0f64);
-                for (j, (&d, &x)) in dy.iter().zip(xg).enumerate() {
-                    let g = (d * gamma[c0 + j / hw]) as f64;
-                    sg += g;
-                    sgx += g * x as f64;
+                for (j, (dc, xc)) in dy.chunks(hw).zip(xg.chunks(hw)).enumerate() {
+                    // Per channel in f32 (hw terms), across channels in f64.
+                    let (mut a, mut b) = (0.0f32, 0.0f32);
+                    for (&d, &x) in dc.iter().zip(xc) {
+                        a += d;
+                        b += d * x;
+                    }
+                    sg += (a * gamma[c0 + j]) as f64;
+                    sgx += (b * gamma[c0 + j]) as f64;
                 }
-                let (mg, mgx) = (sg / glen as f64, sgx / glen as f64);
-                let rs = cache.rstd[gi] as f64;
-                for (j, (o, (&d, &x))) in dxg.iter_mut().zip(dy.iter().zip(xg)).enumerate() {
-                    let g = (d * gamma[c0 + j / hw]) as f64;
-                    *o = (rs * (g - mg - x as f64 * mgx)) as f32;
+                let (mg, mgx) = ((sg / glen as f64) as f32, (sgx / glen as f64) as f32);
+                let rs = cache.rstd[gi];
+                for (j, (oc, (dc, xc))) in dxg
+                    .chunks_mut(hw)
+                    .zip(dy.chunks(hw).zip(xg.chunks(hw)))
+                    .enumerate()
+                {
+                    let gm = gamma[c0 + j];
+                    for (o, (&d, &x)) in oc.iter_mut().zip(dc.iter().zip(xc)) {
+                        *o = rs * (d * gm - mg - x * mgx);
+                    }
                 }
             });
         if grads.is_some() {

@@ -80,7 +80,7 @@ impl ResBlock {
         emb: &Array2<f32>,
     ) -> (Array4<f32>, ResBlockCache) {
         let (pre1, n1) = self.norm1.forward(params, x);
-        let (mut h, c1) = self.conv1.forward(params, &silu(&pre1));
+        let (mut h, c1) = self.conv1.forward_owned(params, silu(&pre1));
         let e = self.emb_proj.forward(params, emb);
         for (mut hs, es) in h.outer_iter_mut().zip(e.outer_iter()) {
             for (mut hc, &ev) in hs.outer_iter_mut().zip(es.iter()) {
@@ -89,7 +89,7 @@ impl ResBlock {
         }
         let (pre2, n2) = self.norm2.forward(params, &h);
         drop(h);
-        let (mut out, c2) = self.conv2.forward(params, &silu(&pre2));
+        let (mut out, c2) = self.conv2.forward_owned(params, silu(&pre2));
         let scale = std::f32::consts::FRAC_1_SQRT_2;
         let skip = match &self.skip {
             Some(conv) => {
