@@ -256,3 +256,106 @@ impl Denoiser<NdTensor> for CpuDenoiser<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UNetConfig;
+    use crate::init::init_params;
+    use ambient_core::AmbientRng;
+
+    fn setup() -> (UNet, ParamStore, Array4<f32>, Array4<f32>) {
+        let cfg = UNetConfig {
+            img_channels: 1,
+            img_resolution: 4,
+            ch: 4,
+            mult: vec![1, 1],
+            blocks: 1,
+            groups: 2,
+            sigma_data: 0.5,
+        };
+        let net = UNet::new(&cfg).unwrap();
+        let mut rng = AmbientRng::new(3);
+        let mut params = init_params(&cfg, &mut rng);
+        // Non-zero conv2 / out_conv weights, so that D depends on y through the network.
+        for p in params.params.iter_mut() {
+            p.data.iter_mut().for_each(|v| *v += 0.1 * rng.normal());
+        }
+        let m = Array4::from_shape_fn((2, 1, 4, 4), |(i, _, y, x)| {
+            ((i + y + 2 * x) % 3 != 0) as u8 as f32
+        });
+        let y = Array4::from_shape_fn((2, 1, 4, 4), |(i, _, r, c)| {
+            (i as f32 - 0.5) * (r as f32 - c as f32) * 0.3
+        }) * &m;
+        (net, params, y, m)
+    }
+
+    /// The trait's denoise and vjp are the functions of this module with one sigma repeated.
+    #[test]
+    fn cpu_denoiser_matches_the_functions() {
+        let (net, params, y, m) = setup();
+        let sigma = 0.4;
+        let mut den = CpuDenoiser {
+            net: &net,
+            params: &params,
+        };
+        let mut out = NdTensor(Array4::zeros(y.dim()));
+        den.denoise(&NdTensor(y.clone()), &NdTensor(m.clone()), sigma, &mut out)
+            .unwrap();
+        assert_eq!(out.0, denoise(&net, &params, &y, &m, &[sigma, sigma]));
+        let cot = y.mapv(|v| v + 0.25);
+        let mut gy = NdTensor(Array4::zeros(y.dim()));
+        den.denoise_vjp(
+            &NdTensor(y.clone()),
+            &NdTensor(m.clone()),
+            sigma,
+            &NdTensor(cot.clone()),
+            &mut gy,
+        )
+        .unwrap();
+        let (_, tape) = denoise_train(&net, &params, &y, &m, &[sigma, sigma]);
+        let mut grads = params.zeros_like();
+        let want = denoise_backward(&net, &params, &tape, &cot, &mut grads);
+        assert_eq!(gy.0, want);
+        assert!(want.iter().any(|&v| v != 0.0));
+    }
+
+    #[test]
+    fn bad_inputs_are_typed_errors() {
+        let (net, params, y, m) = setup();
+        let mut den = CpuDenoiser {
+            net: &net,
+            params: &params,
+        };
+        let (yt, mt) = (NdTensor(y.clone()), NdTensor(m.clone()));
+        let mut out = NdTensor(Array4::zeros(y.dim()));
+        for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+            assert_eq!(
+                den.denoise(&yt, &mt, bad, &mut out),
+                Err(CoreError::InvalidParameter(
+                    "sigma must be positive and finite"
+                ))
+            );
+        }
+        let small = NdTensor(Array4::zeros((2, 1, 3, 3)));
+        assert!(den.denoise(&small, &small, 1.0, &mut out).is_err());
+        let mut wrong_out = NdTensor(Array4::zeros((1, 1, 4, 4)));
+        assert!(matches!(
+            den.denoise(&yt, &mt, 1.0, &mut wrong_out),
+            Err(CoreError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            check_denoise_input(&net, &params, &y, &m, &[1.0]),
+            Err(DenoiseError::Sigma(_))
+        ));
+        let mut short = params.clone();
+        short.params.pop();
+        assert!(matches!(
+            check_denoise_input(&net, &short, &y, &m, &[1.0, 1.0]),
+            Err(DenoiseError::Params(_))
+        ));
+        let mut cfg = net.config().clone();
+        cfg.groups = 3;
+        assert!(UNet::new(&cfg).is_err());
+    }
+}
