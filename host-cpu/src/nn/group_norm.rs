@@ -118,11 +118,14 @@ impl GroupNorm {
         let cpg = c / self.groups;
         let glen = cpg * hw;
         let mut dx = Array4::<f32>::zeros((n, c, h, w));
+        // Per (sample, channel): sum dy and sum dy xhat, for the parameter gradients.
+        let mut sums = vec![(0.0f32, 0.0f32); n * c];
         dx.as_slice_mut()
             .unwrap()
             .par_chunks_mut(glen)
+            .zip(sums.par_chunks_mut(cpg))
             .enumerate()
-            .for_each(|(gi, dxg)| {
+            .for_each(|(gi, (dxg, sums_g))| {
                 let c0 = (gi % self.groups) * cpg;
                 let dy = &ds[gi * glen..(gi + 1) * glen];
                 let xg = &xh[gi * glen..(gi + 1) * glen];
@@ -134,6 +137,7 @@ impl GroupNorm {
                         a += d;
                         b += d * x;
                     }
+                    sums_g[j] = (a, b);
                     sg += (a * gamma[c0 + j]) as f64;
                     sgx += (b * gamma[c0 + j]) as f64;
                 }
@@ -153,14 +157,9 @@ impl GroupNorm {
         if grads.is_some() {
             let mut dg = vec![0.0f64; c];
             let mut db = vec![0.0f64; c];
-            for i in 0..n {
-                for ch in 0..c {
-                    let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
-                    for (&d, &x) in ds[r.clone()].iter().zip(&xh[r]) {
-                        dg[ch] += (d * x) as f64;
-                        db[ch] += d as f64;
-                    }
-                }
+            for (k, &(a, b)) in sums.iter().enumerate() {
+                db[k % c] += a as f64;
+                dg[k % c] += b as f64;
             }
             let dg: Vec<f32> = dg.iter().map(|&v| v as f32).collect();
             let db: Vec<f32> = db.iter().map(|&v| v as f32).collect();

@@ -10,7 +10,8 @@ use super::group_norm::{GroupNorm, GroupNormCache};
 use super::linear::Linear;
 use super::silu::{silu, silu_backward};
 use crate::params::ParamStore;
-use ndarray::{Array2, Array4, Axis, Zip};
+use ndarray::{Array2, Array4, Zip};
+use rayon::prelude::*;
 
 /// One residual block and its parameters `{prefix}.*`.
 #[derive(Debug, Clone)]
@@ -127,7 +128,10 @@ impl ResBlock {
         d_out: &Array4<f32>,
         mut grads: Option<&mut ParamStore>,
     ) -> (Array4<f32>, Array2<f32>) {
-        let d = d_out.mapv(|v| v * std::f32::consts::FRAC_1_SQRT_2);
+        let mut d = Array4::<f32>::zeros(d_out.dim());
+        Zip::from(&mut d)
+            .and(d_out)
+            .par_for_each(|o, &v| *o = v * std::f32::consts::FRAC_1_SQRT_2);
         let d_a2 = self
             .conv2
             .backward(params, &cache.c2, &d, grads.as_deref_mut());
@@ -137,7 +141,17 @@ impl ResBlock {
             .norm2
             .backward(params, &cache.n2, &d_pre2, grads.as_deref_mut());
         drop(d_pre2);
-        let d_e = d_h.sum_axis(Axis(3)).sum_axis(Axis(2));
+        let (n, c, h, w) = d_h.dim();
+        let d_e = Array2::from_shape_vec(
+            (n, c),
+            d_h.as_standard_layout()
+                .as_slice()
+                .unwrap()
+                .par_chunks(h * w)
+                .map(|p| p.iter().sum::<f32>())
+                .collect(),
+        )
+        .unwrap();
         let d_emb = self
             .emb_proj
             .backward(params, &cache.emb, &d_e, grads.as_deref_mut());
@@ -153,9 +167,9 @@ impl ResBlock {
         match (&self.skip, &cache.skip) {
             (Some(conv), Some(sc)) => {
                 let ds = conv.backward(params, sc, &d, grads);
-                dx += &ds;
+                Zip::from(&mut dx).and(&ds).par_for_each(|a, &b| *a += b);
             }
-            _ => dx += &d,
+            _ => Zip::from(&mut dx).and(&d).par_for_each(|a, &b| *a += b),
         }
         (dx, d_emb)
     }
