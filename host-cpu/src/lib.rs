@@ -2,10 +2,19 @@
 //! its weight files and checkpoints, corrupted datasets, training, sampling and restoration.
 
 pub mod config;
+pub mod corrupt;
+pub mod denoiser;
 pub mod error;
+pub mod init;
 pub mod io;
+pub mod metrics;
+pub mod nn;
 pub mod optim;
 pub mod params;
+pub mod restore;
+pub mod sample;
 pub mod tensor_nd;
+pub mod train;
+pub mod unet;
 
 pub use error::HostError;

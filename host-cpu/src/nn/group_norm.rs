@@ -1,0 +1,171 @@
+//! `GN`: GroupNorm with `groups` groups, eps 1e-5, affine (per-channel weight and bias). Group
+//! statistics (biased variance, as PyTorch) are accumulated in f64.
+
+use super::{accumulate, param_index};
+use crate::params::ParamStore;
+use ndarray::Array4;
+use rayon::prelude::*;
+
+pub const GN_EPS: f64 = 1e-5;
+
+/// A GroupNorm layer and the indices of its `weight` and `bias`.
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    pub channels: usize,
+    pub groups: usize,
+    weight: usize,
+    bias: usize,
+}
+
+/// What the backward pass needs: the normalised input `xhat` and `1/sqrt(var + eps)` per
+/// (sample, group).
+#[derive(Debug, Clone)]
+pub struct GroupNormCache {
+    xhat: Array4<f32>,
+    rstd: Vec<f32>,
+}
+
+impl GroupNorm {
+    /// The layer `{prefix}.weight/bias` of `layout`; `groups` must divide `channels`.
+    pub fn new(
+        layout: &[(String, Vec<usize>)],
+        prefix: &str,
+        channels: usize,
+        groups: usize,
+    ) -> Result<Self, String> {
+        if groups == 0 || channels / groups * groups != channels {
+            return Err(format!(
+                "{prefix}: {channels} channels not divisible into {groups} groups"
+            ));
+        }
+        Ok(GroupNorm {
+            channels,
+            groups,
+            weight: param_index(layout, &format!("{prefix}.weight"), &[channels])?,
+            bias: param_index(layout, &format!("{prefix}.bias"), &[channels])?,
+        })
+    }
+
+    pub fn forward(&self, params: &ParamStore, x: &Array4<f32>) -> (Array4<f32>, GroupNormCache) {
+        let (n, c, h, w) = x.dim();
+        assert_eq!(c, self.channels, "GroupNorm: channels");
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().unwrap();
+        let gamma = &params.params[self.weight].data;
+        let beta = &params.params[self.bias].data;
+        let glen = c / self.groups * h * w;
+        let hw = h * w;
+        let mut xhat = Array4::<f32>::zeros((n, c, h, w));
+        let mut out = Array4::<f32>::zeros((n, c, h, w));
+        let mut rstd = vec![0.0f32; n * self.groups];
+        xhat.as_slice_mut()
+            .unwrap()
+            .par_chunks_mut(glen)
+            .zip(out.as_slice_mut().unwrap().par_chunks_mut(glen))
+            .zip(rstd.par_iter_mut())
+            .enumerate()
+            .for_each(|(gi, ((xh, o), r))| {
+                let src = &xs[gi * glen..(gi + 1) * glen];
+                // Two passes; per channel in f32 (hw terms), across channels in f64.
+                let mean = src
+                    .chunks(hw)
+                    .map(|c| c.iter().sum::<f32>() as f64)
+                    .sum::<f64>()
+                    / glen as f64;
+                let mf = mean as f32;
+                let var = src
+                    .chunks(hw)
+                    .map(|c| c.iter().map(|&v| (v - mf) * (v - mf)).sum::<f32>() as f64)
+                    .sum::<f64>()
+                    / glen as f64;
+                let rs = 1.0 / (var + GN_EPS).sqrt();
+                *r = rs as f32;
+                let c0 = (gi % self.groups) * (c / self.groups);
+                let (m, r) = (mean as f32, rs as f32);
+                for (j, ((xc, oc), sc)) in xh
+                    .chunks_mut(hw)
+                    .zip(o.chunks_mut(hw))
+                    .zip(src.chunks(hw))
+                    .enumerate()
+                {
+                    let (g, b) = (gamma[c0 + j], beta[c0 + j]);
+                    for ((xv, ov), &s) in xc.iter_mut().zip(oc.iter_mut()).zip(sc) {
+                        let v = (s - m) * r;
+                        *xv = v;
+                        *ov = v * g + b;
+                    }
+                }
+            });
+        (out, GroupNormCache { xhat, rstd })
+    }
+
+    /// Backward pass: adds dL/dweight and dL/dbias to `grads` (if given), returns dL/dx:
+    /// `dx = rstd (g - mean(g) - xhat mean(g xhat))` per group, with `g = dy * weight`.
+    pub fn backward(
+        &self,
+        params: &ParamStore,
+        cache: &GroupNormCache,
+        d_out: &Array4<f32>,
+        mut grads: Option<&mut ParamStore>,
+    ) -> Array4<f32> {
+        let (n, c, h, w) = cache.xhat.dim();
+        assert_eq!(d_out.dim(), (n, c, h, w), "GroupNorm: d_out shape");
+        let d_out = d_out.as_standard_layout();
+        let ds = d_out.as_slice().unwrap();
+        let xh = cache.xhat.as_slice().unwrap();
+        let gamma = &params.params[self.weight].data;
+        let hw = h * w;
+        let cpg = c / self.groups;
+        let glen = cpg * hw;
+        let mut dx = Array4::<f32>::zeros((n, c, h, w));
+        // Per (sample, channel): sum dy and sum dy xhat, for the parameter gradients.
+        let mut sums = vec![(0.0f32, 0.0f32); n * c];
+        dx.as_slice_mut()
+            .unwrap()
+            .par_chunks_mut(glen)
+            .zip(sums.par_chunks_mut(cpg))
+            .enumerate()
+            .for_each(|(gi, (dxg, sums_g))| {
+                let c0 = (gi % self.groups) * cpg;
+                let dy = &ds[gi * glen..(gi + 1) * glen];
+                let xg = &xh[gi * glen..(gi + 1) * glen];
+                let (mut sg, mut sgx) = (0.0f64, 0.0f64);
+                for (j, (dc, xc)) in dy.chunks(hw).zip(xg.chunks(hw)).enumerate() {
+                    // Per channel in f32 (hw terms), across channels in f64.
+                    let (mut a, mut b) = (0.0f32, 0.0f32);
+                    for (&d, &x) in dc.iter().zip(xc) {
+                        a += d;
+                        b += d * x;
+                    }
+                    sums_g[j] = (a, b);
+                    sg += (a * gamma[c0 + j]) as f64;
+                    sgx += (b * gamma[c0 + j]) as f64;
+                }
+                let (mg, mgx) = ((sg / glen as f64) as f32, (sgx / glen as f64) as f32);
+                let rs = cache.rstd[gi];
+                for (j, (oc, (dc, xc))) in dxg
+                    .chunks_mut(hw)
+                    .zip(dy.chunks(hw).zip(xg.chunks(hw)))
+                    .enumerate()
+                {
+                    let gm = gamma[c0 + j];
+                    for (o, (&d, &x)) in oc.iter_mut().zip(dc.iter().zip(xc)) {
+                        *o = rs * (d * gm - mg - x * mgx);
+                    }
+                }
+            });
+        if grads.is_some() {
+            let mut dg = vec![0.0f64; c];
+            let mut db = vec![0.0f64; c];
+            for (k, &(a, b)) in sums.iter().enumerate() {
+                db[k % c] += a as f64;
+                dg[k % c] += b as f64;
+            }
+            let dg: Vec<f32> = dg.iter().map(|&v| v as f32).collect();
+            let db: Vec<f32> = db.iter().map(|&v| v as f32).collect();
+            accumulate(&mut grads, self.weight, &dg);
+            accumulate(&mut grads, self.bias, &db);
+        }
+        dx
+    }
+}

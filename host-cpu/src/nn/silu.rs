@@ -1,0 +1,27 @@
+//! `SiLU(x) = x sigmoid(x)` and its derivative `sigmoid(x) (1 + x (1 - sigmoid(x)))`.
+
+use super::gated_conv::sigmoid;
+use ndarray::{Array, Dimension, Zip};
+
+/// SiLU element-wise.
+pub fn silu<D: Dimension>(x: &Array<f32, D>) -> Array<f32, D> {
+    let mut out = Array::zeros(x.raw_dim());
+    Zip::from(&mut out)
+        .and(x)
+        .par_for_each(|o, &v| *o = v * sigmoid(v));
+    out
+}
+
+/// dL/dx of `SiLU` at the pre-activation `x`, given dL/dSiLU(x).
+pub fn silu_backward<D: Dimension>(x: &Array<f32, D>, d_out: &Array<f32, D>) -> Array<f32, D> {
+    assert_eq!(x.shape(), d_out.shape(), "silu_backward: shapes");
+    let mut dx = Array::zeros(x.raw_dim());
+    Zip::from(&mut dx)
+        .and(x)
+        .and(d_out)
+        .par_for_each(|o, &v, &d| {
+            let s = sigmoid(v);
+            *o = d * s * (1.0 + v * (1.0 - s));
+        });
+    dx
+}

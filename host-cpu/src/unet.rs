@@ -1,0 +1,398 @@
+//! AmbientUNet v1, the network `F(F_in, c_noise)` of docs/ambient-unet-spec.md ("Network F"):
+//! forward with a cache, backward to the parameters and to `F_in`, and the noise embedding.
+//! The layer plan (channel counts and parameter indices) is resolved once from `spec_layout`.
+
+use crate::config::UNetConfig;
+use crate::nn::concat::{concat_channels, split_channels};
+use crate::nn::embedding::{EmbeddingCache, NoiseEmbedding};
+use crate::nn::gated_conv::{GatedConv, GatedConvCache};
+use crate::nn::group_norm::{GroupNorm, GroupNormCache};
+use crate::nn::resample::{
+    avg_pool_2x2, avg_pool_2x2_backward, upsample_nearest_2x, upsample_nearest_2x_backward,
+};
+use crate::nn::resblock::{ResBlock, ResBlockCache};
+use crate::nn::silu::{silu, silu_backward};
+use crate::params::{spec_layout, ParamStore};
+use ndarray::{Array2, Array4};
+
+/// The network for one configuration: its layers in the spec's order.
+#[derive(Debug, Clone)]
+pub struct UNet {
+    cfg: UNetConfig,
+    layout: Vec<(String, Vec<usize>)>,
+    emb: NoiseEmbedding,
+    in_conv: GatedConv,
+    /// `enc[l][b]`, l = 0..L.
+    enc: Vec<Vec<ResBlock>>,
+    mid: ResBlock,
+    /// `dec[l][b]`, indexed by level l = 0..L (run from L-1 down to 0).
+    dec: Vec<Vec<ResBlock>>,
+    out_norm: GroupNorm,
+    out_conv: GatedConv,
+}
+
+/// Everything [`UNet::backward`] needs from a forward pass.
+#[derive(Debug, Clone)]
+pub struct ForwardCache {
+    emb: EmbeddingCache,
+    in_conv: GatedConvCache,
+    enc: Vec<Vec<ResBlockCache>>,
+    mid: ResBlockCache,
+    /// Decoder caches by level l, like `UNet::dec`.
+    dec: Vec<Vec<ResBlockCache>>,
+    /// Per level: channels of `x` before `concat[x, skip_l]`.
+    cat_channels: Vec<usize>,
+    out_norm: GroupNormCache,
+    out_pre: Array4<f32>,
+    out_conv: GatedConvCache,
+}
+
+impl UNet {
+    /// The plan for `cfg` (checked with `cfg.validate()`).
+    pub fn new(cfg: &UNetConfig) -> Result<UNet, String> {
+        cfg.validate()?;
+        let layout = spec_layout(cfg);
+        let (ch, g, e) = (cfg.ch, cfg.groups, 4 * cfg.ch);
+        let levels = cfg.mult.len();
+        let mut cur = ch;
+        let mut enc = Vec::new();
+        let mut skips = Vec::new();
+        for l in 0..levels {
+            let cl = cfg.level_channels(l);
+            let mut blocks = Vec::new();
+            for b in 0..cfg.blocks {
+                blocks.push(ResBlock::new(
+                    &layout,
+                    &format!("enc.{l}.{b}"),
+                    cur,
+                    cl,
+                    g,
+                    e,
+                )?);
+                cur = cl;
+            }
+            enc.push(blocks);
+            skips.push(cur);
+        }
+        let mid = ResBlock::new(&layout, "mid", cur, cur, g, e)?;
+        let mut dec: Vec<Vec<ResBlock>> = vec![Vec::new(); levels];
+        for l in (0..levels).rev() {
+            let cl = cfg.level_channels(l);
+            for b in 0..cfg.blocks {
+                let cin = if b == 0 { cur + skips[l] } else { cur };
+                dec[l].push(ResBlock::new(
+                    &layout,
+                    &format!("dec.{l}.{b}"),
+                    cin,
+                    cl,
+                    g,
+                    e,
+                )?);
+                cur = cl;
+            }
+        }
+        Ok(UNet {
+            emb: NoiseEmbedding::new(&layout, ch)?,
+            in_conv: GatedConv::new(&layout, "in_conv", 2 * cfg.img_channels, ch, 3)?,
+            enc,
+            mid,
+            dec,
+            out_norm: GroupNorm::new(&layout, "out_norm", cur, g)?,
+            out_conv: GatedConv::new(&layout, "out_conv", cur, cfg.img_channels, 3)?,
+            cfg: cfg.clone(),
+            layout,
+        })
+    }
+
+    pub fn config(&self) -> &UNetConfig {
+        &self.cfg
+    }
+
+    /// The parameter names and shapes this network reads (`spec_layout` of its config).
+    pub fn layout(&self) -> &[(String, Vec<usize>)] {
+        &self.layout
+    }
+
+    /// Checks that `params` has exactly this network's layout (names, order, shapes).
+    pub fn check_params(&self, params: &ParamStore) -> Result<(), String> {
+        if params.params.len() != self.layout.len() {
+            return Err(format!(
+                "parameter store has {} tensors, the network {}",
+                params.params.len(),
+                self.layout.len()
+            ));
+        }
+        for (p, (name, shape)) in params.params.iter().zip(&self.layout) {
+            if &p.name != name || &p.shape != shape || p.data.len() != shape.iter().product() {
+                return Err(format!(
+                    "parameter {} {:?} where the network expects {name} {shape:?}",
+                    p.name, p.shape
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks an input: `f_in` [N, 2C, H, W] with H and W divisible by 2^(L-1), and one
+    /// finite `c_noise` per sample.
+    pub fn check_input(&self, f_in: &Array4<f32>, c_noise: &[f32]) -> Result<(), String> {
+        let (n, c, h, w) = f_in.dim();
+        let div = 1usize << (self.cfg.mult.len() - 1);
+        if c != 2 * self.cfg.img_channels {
+            return Err(format!(
+                "F_in has {c} channels, expected 2C = {}",
+                2 * self.cfg.img_channels
+            ));
+        }
+        if h == 0 || w == 0 || h % div != 0 || w % div != 0 {
+            return Err(format!(
+                "image size {h}x{w} is not a positive multiple of {div}"
+            ));
+        }
+        if c_noise.len() != n {
+            return Err(format!("{} noise levels for {n} samples", c_noise.len()));
+        }
+        if c_noise.iter().any(|v| !v.is_finite()) {
+            return Err("c_noise must be finite".into());
+        }
+        Ok(())
+    }
+
+    fn assert_valid(&self, params: &ParamStore, f_in: &Array4<f32>, c_noise: &[f32]) {
+        if let Err(e) = self
+            .check_params(params)
+            .and_then(|_| self.check_input(f_in, c_noise))
+        {
+            panic!("UNet: {e} (check with check_params / check_input first)");
+        }
+    }
+
+    /// `F = F(F_in, c_noise)`: f_in [N, 2C, H, W], one c_noise per sample. Keeps what
+    /// [`UNet::backward`] needs. Panics on parameters or inputs that
+    /// [`UNet::check_params`] / [`UNet::check_input`] reject.
+    pub fn forward(
+        &self,
+        params: &ParamStore,
+        f_in: &Array4<f32>,
+        c_noise: &[f32],
+    ) -> (Array4<f32>, ForwardCache) {
+        self.assert_valid(params, f_in, c_noise);
+        let (f, cache) = self.run(params, f_in, c_noise, true);
+        (f, cache.expect("cache kept"))
+    }
+
+    /// The same output as [`UNet::forward`], keeping nothing (inference, less memory).
+    pub fn forward_inference(
+        &self,
+        params: &ParamStore,
+        f_in: &Array4<f32>,
+        c_noise: &[f32],
+    ) -> Array4<f32> {
+        self.assert_valid(params, f_in, c_noise);
+        self.run(params, f_in, c_noise, false).0
+    }
+
+    /// The noise embedding after the second SiLU, [N, 4ch].
+    pub fn embedding(&self, params: &ParamStore, c_noise: &[f32]) -> Array2<f32> {
+        if let Err(e) = self.check_params(params) {
+            panic!("UNet: {e}");
+        }
+        self.emb.forward(params, c_noise).0
+    }
+
+    fn run(
+        &self,
+        params: &ParamStore,
+        f_in: &Array4<f32>,
+        c_noise: &[f32],
+        keep: bool,
+    ) -> (Array4<f32>, Option<ForwardCache>) {
+        let levels = self.cfg.mult.len();
+        let (emb, emb_cache) = self.emb.forward(params, c_noise);
+        let (mut x, in_cache) = self.in_conv.forward(params, f_in);
+        fn keep_if<T>(keep: bool, c: T) -> Option<T> {
+            keep.then_some(c)
+        }
+        let in_cache = keep_if(keep, in_cache);
+        let mut enc_caches = Vec::new();
+        let mut skips = Vec::new();
+        for l in 0..levels {
+            let mut caches = Vec::new();
+            for block in &self.enc[l] {
+                let (y, c) = block.forward(params, &x, &emb);
+                x = y;
+                caches.extend(keep_if(keep, c));
+            }
+            enc_caches.push(caches);
+            if l < levels - 1 {
+                let pooled = avg_pool_2x2(&x);
+                skips.push(x);
+                x = pooled;
+            } else {
+                skips.push(x.clone());
+            }
+        }
+        let (y, mid_cache) = self.mid.forward(params, &x, &emb);
+        x = y;
+        let mid_cache = keep_if(keep, mid_cache);
+        let mut dec_caches: Vec<Vec<ResBlockCache>> = vec![Vec::new(); levels];
+        let mut cat_channels = vec![0; levels];
+        for l in (0..levels).rev() {
+            cat_channels[l] = x.dim().1;
+            x = concat_channels(&x, &skips[l]);
+            skips.pop();
+            for block in &self.dec[l] {
+                let (y, c) = block.forward(params, &x, &emb);
+                x = y;
+                dec_caches[l].extend(keep_if(keep, c));
+            }
+            if l > 0 {
+                x = upsample_nearest_2x(&x);
+            }
+        }
+        let (out_pre, out_norm) = self.out_norm.forward(params, &x);
+        let (f, out_conv) = self.out_conv.forward_owned(params, silu(&out_pre));
+        let cache = keep.then(|| ForwardCache {
+            emb: emb_cache,
+            in_conv: in_cache.expect("kept"),
+            enc: enc_caches,
+            mid: mid_cache.expect("kept"),
+            dec: dec_caches,
+            cat_channels,
+            out_norm,
+            out_pre,
+            out_conv,
+        });
+        (f, cache)
+    }
+
+    /// Accumulates dL/dparams into `grads` (same layout as the parameters) and returns
+    /// dL/dF_in, given dL/dF.
+    pub fn backward(
+        &self,
+        params: &ParamStore,
+        cache: &ForwardCache,
+        d_f: &Array4<f32>,
+        grads: &mut ParamStore,
+    ) -> Array4<f32> {
+        if let Err(e) = self.check_params(grads) {
+            panic!("UNet::backward: gradient store: {e}");
+        }
+        self.backward_impl(params, cache, d_f, Some(grads))
+    }
+
+    /// dL/dF_in only, without parameter gradients (vector-Jacobian product to the input).
+    pub fn backward_input(
+        &self,
+        params: &ParamStore,
+        cache: &ForwardCache,
+        d_f: &Array4<f32>,
+    ) -> Array4<f32> {
+        self.backward_impl(params, cache, d_f, None)
+    }
+
+    fn backward_impl(
+        &self,
+        params: &ParamStore,
+        cache: &ForwardCache,
+        d_f: &Array4<f32>,
+        mut grads: Option<&mut ParamStore>,
+    ) -> Array4<f32> {
+        let levels = self.cfg.mult.len();
+        let d_pre = self
+            .out_conv
+            .backward(params, &cache.out_conv, d_f, grads.as_deref_mut());
+        let d_pre = silu_backward(&cache.out_pre, &d_pre);
+        let mut d = self
+            .out_norm
+            .backward(params, &cache.out_norm, &d_pre, grads.as_deref_mut());
+        let n = d.dim().0;
+        let mut d_emb = Array2::<f32>::zeros((n, 4 * self.cfg.ch));
+        let mut d_skips: Vec<Array4<f32>> = Vec::with_capacity(levels);
+        for l in 0..levels {
+            if l > 0 {
+                d = upsample_nearest_2x_backward(&d);
+            }
+            for (block, c) in self.dec[l].iter().zip(&cache.dec[l]).rev() {
+                let (dx, de) = block.backward(params, c, &d, grads.as_deref_mut());
+                d = dx;
+                d_emb += &de;
+            }
+            let (dx, ds) = split_channels(&d, cache.cat_channels[l]);
+            d = dx;
+            d_skips.push(ds);
+        }
+        let (dx, de) = self
+            .mid
+            .backward(params, &cache.mid, &d, grads.as_deref_mut());
+        d = dx;
+        d_emb += &de;
+        for l in (0..levels).rev() {
+            if l < levels - 1 {
+                d = avg_pool_2x2_backward(&d);
+            }
+            d += &d_skips.pop().expect("every level has a skip");
+            for (block, c) in self.enc[l].iter().zip(&cache.enc[l]).rev() {
+                let (dx, de) = block.backward(params, c, &d, grads.as_deref_mut());
+                d = dx;
+                d_emb += &de;
+            }
+        }
+        let d_in = self
+            .in_conv
+            .backward(params, &cache.in_conv, &d, grads.as_deref_mut());
+        self.emb.backward(params, &cache.emb, &d_emb, grads);
+        d_in
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use crate::init::init_params;
+    use ambient_core::AmbientRng;
+    use std::time::Instant;
+
+    /// Rough timings of the spec configuration (run in release:
+    /// `cargo test --release -p ambient-cpu unet::bench -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn timing_spec_config() {
+        let cfg = UNetConfig::spec_mnist();
+        let net = UNet::new(&cfg).unwrap();
+        let mut rng = AmbientRng::new(1);
+        let mut params = init_params(&cfg, &mut rng);
+        for p in params.params.iter_mut() {
+            p.data.iter_mut().for_each(|v| *v += 0.01 * rng.normal());
+        }
+        for n in [64usize, 1] {
+            let mut f_in = Array4::<f32>::zeros((n, 2, 28, 28));
+            f_in.iter_mut().for_each(|v| *v = rng.normal());
+            let c_noise: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 0.3).collect();
+            let mut grads = params.zeros_like();
+            // The fastest of several repetitions: the machine is shared, and the minimum is
+            // the least disturbed estimate.
+            let reps = if n == 1 { 30 } else { 6 };
+            let (mut tf, mut tb, mut ti) = (f64::MAX, f64::MAX, f64::MAX);
+            for _ in 0..reps {
+                let t = Instant::now();
+                let (f, cache) = net.forward(&params, &f_in, &c_noise);
+                tf = tf.min(t.elapsed().as_secs_f64());
+                let t = Instant::now();
+                net.backward(&params, &cache, &f, &mut grads);
+                tb = tb.min(t.elapsed().as_secs_f64());
+                let t = Instant::now();
+                net.forward_inference(&params, &f_in, &c_noise);
+                ti = ti.min(t.elapsed().as_secs_f64());
+            }
+            eprintln!(
+                "batch {n}: forward {:.1} ms, backward {:.1} ms, inference {:.1} ms \
+                 (fastest of {reps}, {} threads)",
+                1e3 * tf,
+                1e3 * tb,
+                1e3 * ti,
+                rayon::current_num_threads()
+            );
+        }
+    }
+}
