@@ -38,7 +38,10 @@ impl UNetConfig {
             return Err("mult must be a non-empty list of positive integers".into());
         }
         if self.mult.len() > 16 {
-            return Err(format!("mult has {} levels; at most 16 are supported", self.mult.len()));
+            return Err(format!(
+                "mult has {} levels; at most 16 are supported",
+                self.mult.len()
+            ));
         }
         if self.groups == 0 {
             return Err("groups must be positive".into());

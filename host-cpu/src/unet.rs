@@ -123,7 +123,10 @@ impl UNet {
             ));
         }
         for (p, (name, shape)) in params.params.iter().zip(&self.layout) {
-            if &p.name != name || &p.shape != shape || p.data.len() != shape.iter().product() {
+            if &p.name != name
+                || &p.shape != shape
+                || p.data.len() != shape.iter().product::<usize>()
+            {
                 return Err(format!(
                     "parameter {} {:?} where the network expects {name} {shape:?}",
                     p.name, p.shape

@@ -1,0 +1,81 @@
+//! CPU speed of the spec config (C = 1, 28 x 28, ch 32, mult [1, 2, 2], blocks 1):
+//! one ambient training step at batch 64 (images/s = 64 / median), and one single-image
+//! restoration D(y, A, s_r) (latency). `benches/compare.sh` runs these beside PyTorch eager and
+//! ONNX Runtime (benches/compare_pytorch.py) on the same cores.
+
+use ambient_core::AmbientRng;
+use ambient_cpu::config::{CorruptionMeta, UNetConfig};
+use ambient_cpu::corrupt::{corrupt_dataset, CorruptionKind};
+use ambient_cpu::denoiser::denoise;
+use ambient_cpu::init::init_params;
+use ambient_cpu::io::dataset::CorruptedDataset;
+use ambient_cpu::train::{Further, Mode, TrainOptions, Trainer};
+use ambient_cpu::unet::UNet;
+use criterion::{criterion_group, criterion_main, Criterion};
+use ndarray::Array4;
+
+/// Random "images" of the spec size, corrupted at p = 0.8 (speed does not depend on content).
+fn data(n: usize) -> CorruptedDataset {
+    let mut rng = AmbientRng::new(5);
+    let mut px = vec![0.0f32; n * 784];
+    px.iter_mut().for_each(|v| *v = rng.uniform() * 2.0 - 1.0);
+    let clean = CorruptedDataset {
+        n,
+        c: 1,
+        h: 28,
+        w: 28,
+        measurements: px,
+        masks: vec![1.0; n * 784],
+        meta: None,
+    };
+    corrupt_dataset(&clean, CorruptionKind::Random { p: 0.8 }, 1).expect("corrupt")
+}
+
+/// Weights as after some training: conv2 / out_conv non-zero (zeros would not change the cost,
+/// but keep the comparison honest).
+fn trained_like(cfg: &UNetConfig) -> ambient_cpu::params::ParamStore {
+    let mut rng = AmbientRng::new(9);
+    let mut p = init_params(cfg, &mut rng);
+    for t in p.params.iter_mut() {
+        if t.name.ends_with("conv2.weight") || t.name == "out_conv.weight" {
+            t.data
+                .iter_mut()
+                .for_each(|v| *v = (rng.uniform() - 0.5) * 0.1);
+        }
+    }
+    p
+}
+
+fn bench(c: &mut Criterion) {
+    let cfg = UNetConfig::spec_mnist();
+    let ds = data(512);
+    let meta = CorruptionMeta {
+        kind: "random".into(),
+        p: 0.8,
+        delta: 0.1,
+        r#box: None,
+        mode: "ambient".into(),
+    };
+    let mut opts = TrainOptions::defaults(Mode::Ambient, Further::Random { delta: 0.1 });
+    opts.batch = 64;
+    let mut trainer = Trainer::new(cfg.clone(), meta, opts).expect("trainer");
+    trainer.weights = trained_like(&cfg);
+    let mut g = c.benchmark_group("spec_config");
+    g.sample_size(15);
+    g.bench_function("train_step_batch64", |b| {
+        b.iter(|| trainer.train_step(&ds).expect("step"))
+    });
+    let net = UNet::new(&cfg).expect("net");
+    let params = trained_like(&cfg);
+    let (y, m) = ds.image(0);
+    let y = Array4::from_shape_vec((1, 1, 28, 28), y.to_vec()).expect("y");
+    let m = Array4::from_shape_vec((1, 1, 28, 28), m.to_vec()).expect("m");
+    g.sample_size(100);
+    g.bench_function("restore_single_image", |b| {
+        b.iter(|| denoise(&net, &params, &y, &m, &[0.1]))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

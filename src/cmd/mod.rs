@@ -1,0 +1,8 @@
+//! The subcommands of `ambient`, one file each.
+
+pub mod corrupt;
+pub mod info;
+pub mod quickstart;
+pub mod restore;
+pub mod sample;
+pub mod train;

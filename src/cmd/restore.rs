@@ -1,0 +1,151 @@
+//! `ambient restore`: single-step restoration (NFE = 1) of corrupted measurements, at a sigma
+//! given with --sigma or chosen on held-out measurements (no clean image needed; see
+//! `ambient_cpu::restore`). Writes restorations.npy (uint8 N x H x W x C) and a PNG grid of
+//! measurement / restoration pairs; with --clean, reports PSNR against the clean images.
+
+use std::path::{Path, PathBuf};
+
+use ambient_cpu::io::dataset::{write_images_npy, CorruptedDataset};
+use ambient_cpu::io::png_grid::write_pairs_grid;
+use ambient_cpu::io::weights::load_weights;
+use ambient_cpu::metrics::psnr;
+use ambient_cpu::restore::{choose_restore_sigma, restore_measurements, SIGMA_CANDIDATES};
+use ambient_cpu::unet::UNet;
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::data;
+use crate::progress;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Measurements and masks (same sources as `train`).
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub masks: Option<PathBuf>,
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Output directory: restorations.npy and pairs.png.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Restoration noise level s_r, or "auto": chosen on up to --holdout of the measurements by
+    /// hiding 20% of their observed pixels and predicting them.
+    #[arg(long, default_value = "auto")]
+    pub sigma: String,
+    #[arg(long, default_value_t = 200)]
+    pub holdout: usize,
+    /// Clean images of the same measurements (IDX, .npy or PNG folder), to report PSNR.
+    #[arg(long)]
+    pub clean: Option<PathBuf>,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let (cfg, params) = load_weights(&a.weights)?;
+    let net = UNet::new(&cfg.unet).map_err(|e| anyhow!("{}: {e}", a.weights.display()))?;
+    let ds = data::take(data::load(&a.data, a.masks.as_deref())?, a.limit);
+    let u = &cfg.unet;
+    if (ds.c, ds.h, ds.w) != (u.img_channels, u.img_resolution, u.img_resolution) {
+        bail!(
+            "{}: images are {} x {} x {} but {} takes {} x {} x {}",
+            a.data.display(),
+            ds.c,
+            ds.h,
+            ds.w,
+            a.weights.display(),
+            u.img_channels,
+            u.img_resolution,
+            u.img_resolution
+        );
+    }
+    let sigma = if a.sigma == "auto" {
+        let held = data::take(ds.clone(), Some(a.holdout));
+        let choice = choose_restore_sigma(&net, &params, &held, &SIGMA_CANDIDATES, 0.2, 1)
+            .map_err(|e| anyhow!("{}: {e}", a.data.display()))?;
+        eprintln!(
+            "restoration sigma chosen on {} held-out measurements ({} hidden observed pixels):",
+            choice.images, choice.hidden_pixels
+        );
+        for (s, mse) in &choice.scores {
+            eprintln!(
+                "  sigma {s:<5} held-out MSE {mse:.5}{}",
+                if *s == choice.sigma {
+                    "  <- chosen"
+                } else {
+                    ""
+                }
+            );
+        }
+        choice.sigma
+    } else {
+        let s: f32 = a
+            .sigma
+            .parse()
+            .map_err(|_| anyhow!("--sigma {:?}: a number or \"auto\"", a.sigma))?;
+        if !(s.is_finite() && s > 0.0) {
+            bail!("--sigma {s}: must be positive and finite");
+        }
+        s
+    };
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("{}: cannot create", a.out.display()))?;
+    let dims = (ds.n, ds.c, ds.h, ds.w);
+    let pb = progress::bar(ds.n as u64, "restore");
+    let r = restore_measurements(
+        &net,
+        &params,
+        dims,
+        &ds.measurements,
+        &ds.masks,
+        sigma,
+        a.batch,
+        |d| pb.set_position(d as u64),
+    )
+    .map_err(|e| anyhow!("{}: {e}", a.data.display()))?;
+    pb.finish();
+    write_images_npy(&a.out.join("restorations.npy"), dims, &r)?;
+    let show = ds.n.min(32);
+    let l = show * ds.image_len();
+    write_pairs_grid(
+        &a.out.join("pairs.png"),
+        (show, ds.c, ds.h, ds.w),
+        &ds.measurements[..l],
+        &ds.masks[..l],
+        &r[..l],
+        8,
+    )?;
+    eprintln!(
+        "restored {} images at sigma {sigma}; wrote {}",
+        ds.n,
+        a.out.display()
+    );
+    if let Some(clean) = &a.clean {
+        report_psnr(clean, &ds, &r)?;
+    }
+    Ok(())
+}
+
+fn report_psnr(clean: &Path, ds: &CorruptedDataset, r: &[f32]) -> Result<()> {
+    let c = data::take(data::load(clean, None)?, Some(ds.n));
+    if (c.n, c.c, c.h, c.w) != (ds.n, ds.c, ds.h, ds.w) {
+        bail!(
+            "{}: {} clean images of {} x {} x {} do not match the {} measurements",
+            clean.display(),
+            c.n,
+            c.c,
+            c.h,
+            c.w,
+            ds.n
+        );
+    }
+    let p = psnr(&c.measurements, r, ds.image_len());
+    let z = psnr(&c.measurements, &ds.measurements, ds.image_len());
+    println!(
+        "PSNR (mean over {} images, dB): restoration {p:.2}, measurement with zeros {z:.2}",
+        ds.n
+    );
+    Ok(())
+}

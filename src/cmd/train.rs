@@ -1,0 +1,267 @@
+//! `ambient train`: trains AmbientUNet on measurements and masks, with checkpoints that resume
+//! exactly, a CSV log, the EMA weights as a spec weight file, and a preview grid of samples.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ambient_cpu::config::{CorruptionMeta, UNetConfig};
+use ambient_cpu::io::atomic::write_bytes_atomic;
+use ambient_cpu::io::dataset::CorruptedDataset;
+use ambient_cpu::io::weights::save_weights;
+use ambient_cpu::train::{Further, Mode, TrainOptions, Trainer};
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::data;
+use crate::progress;
+
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const LOG_FILE: &str = "train_log.csv";
+
+#[derive(clap::Args, Clone)]
+pub struct Args {
+    /// Measurements and masks: a directory from `ambient corrupt`, a PNG folder with
+    /// NAME.mask.png beside each NAME.png, or .npy images (with --masks).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Masks for .npy measurements (N x H x W [x 1], 1 = observed).
+    #[arg(long)]
+    pub masks: Option<PathBuf>,
+    /// Use only the first N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Run directory: checkpoint, weights, log and preview go here.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// ambient (A~ = B A), naive (A~ = A) or clean (plain EDM on clean data).
+    #[arg(long, default_value = "ambient")]
+    pub mode: String,
+    /// Further corruption for random inpainting: each observed pixel erased again with this probability.
+    #[arg(long, default_value_t = 0.1)]
+    pub delta: f32,
+    /// Further corruption for box inpainting: side of the second box (default: the data's box side).
+    #[arg(long)]
+    pub box_side: Option<usize>,
+    /// Total training steps (a resumed run continues up to this count).
+    #[arg(long, default_value_t = 2000)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Linear learning-rate warm-up, in steps.
+    #[arg(long, default_value_t = 200)]
+    pub warmup: u64,
+    /// EMA half-life in thousands of images (EDM's ema_halflife_kimg).
+    #[arg(long, default_value_t = 5.0)]
+    pub ema_halflife_kimg: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Network width (channels at the first level).
+    #[arg(long, default_value_t = 32)]
+    pub ch: usize,
+    /// Channel multipliers per level, comma separated.
+    #[arg(long, default_value = "1,2,2", value_delimiter = ',')]
+    pub mult: Vec<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub blocks: usize,
+    #[arg(long, default_value_t = 8)]
+    pub groups: usize,
+    /// Write a checkpoint every N steps (and always at the end).
+    #[arg(long, default_value_t = 250)]
+    pub checkpoint_every: u64,
+    /// Continue from the run directory's checkpoint instead of refusing to overwrite it.
+    #[arg(long)]
+    pub resume: bool,
+    /// Images in the preview sample grid written at the end (0 = none).
+    #[arg(long, default_value_t = 64)]
+    pub preview: usize,
+}
+
+fn further_for(a: &Args, ds: &CorruptedDataset) -> Result<(String, Further, Option<usize>)> {
+    let meta_kind = ds
+        .meta
+        .as_ref()
+        .and_then(|m| m.get("kind"))
+        .and_then(|k| k.as_str())
+        .unwrap_or("random")
+        .to_string();
+    let meta_box = ds
+        .meta
+        .as_ref()
+        .and_then(|m| m.get("box"))
+        .and_then(|b| b.as_u64())
+        .map(|b| b as usize);
+    match meta_kind.as_str() {
+        "box" => {
+            let side = a.box_side.or(meta_box).ok_or_else(|| {
+                anyhow!("box-inpainted data needs --box-side (its record names none)")
+            })?;
+            Ok((meta_kind, Further::Box { side }, Some(side)))
+        }
+        "random" => Ok((meta_kind, Further::Random { delta: a.delta }, None)),
+        other => bail!(
+            "{}: corruption kind {other:?} cannot be trained on images",
+            a.data.display()
+        ),
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    train(a).map(|_| ())
+}
+
+/// Trains and returns the run directory's weight file path.
+pub fn train(a: Args) -> Result<PathBuf> {
+    let mode = match a.mode.as_str() {
+        "ambient" => Mode::Ambient,
+        "naive" => Mode::Naive,
+        "clean" => Mode::Clean,
+        other => bail!("--mode {other:?}: expected ambient, naive or clean"),
+    };
+    let ds = data::take(data::load(&a.data, a.masks.as_deref())?, a.limit);
+    let (kind, further, box_side) = further_for(&a, &ds)?;
+    let p = ds
+        .meta
+        .as_ref()
+        .and_then(|m| m.get("p"))
+        .and_then(|p| p.as_f64())
+        .map(|p| p as f32)
+        .unwrap_or((1.0 - ds.observed_fraction()) as f32);
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("{}: cannot create the run directory", a.out.display()))?;
+    let ck_path = a.out.join(CHECKPOINT_FILE);
+    let mut trainer = if ck_path.exists() {
+        if !a.resume {
+            bail!(
+                "{}: a checkpoint is already there; pass --resume to continue it or choose another --out",
+                ck_path.display()
+            );
+        }
+        let t = Trainer::resume(&ck_path, None)?;
+        eprintln!("resuming {} at step {}", ck_path.display(), t.step);
+        t
+    } else {
+        let unet = UNetConfig {
+            img_channels: ds.c,
+            img_resolution: ds.h,
+            ch: a.ch,
+            mult: a.mult.clone(),
+            blocks: a.blocks,
+            groups: a.groups,
+            sigma_data: 0.5,
+        };
+        if ds.h != ds.w {
+            bail!(
+                "{}: images are {} x {}; the network takes square images",
+                a.data.display(),
+                ds.h,
+                ds.w
+            );
+        }
+        unet.validate()
+            .map_err(|e| anyhow!("network config: {e}"))?;
+        let corruption = CorruptionMeta {
+            kind,
+            p: if mode == Mode::Clean { 0.0 } else { p },
+            delta: match (mode, further) {
+                (Mode::Ambient, Further::Random { delta }) => delta,
+                _ => 0.0,
+            },
+            r#box: box_side,
+            mode: mode.as_str().into(),
+        };
+        let mut opts = TrainOptions::defaults(mode, further);
+        opts.batch = a.batch;
+        opts.adam.lr = a.lr;
+        opts.adam.warmup_steps = a.warmup;
+        opts.ema = ambient_cpu::optim::EmaSchedule::HalfLife {
+            halflife_kimg: a.ema_halflife_kimg,
+            rampup_ratio: Some(0.05),
+        };
+        opts.seed = a.seed;
+        Trainer::new(unet, corruption, opts).map_err(|e| anyhow!("{e}"))?
+    };
+    trainer.check_data(&ds, &a.data)?;
+    let log_path = a.out.join(LOG_FILE);
+    let mut log = open_log(&log_path, trainer.step)?;
+    let total = a.steps;
+    let pb = progress::bar(total, "train");
+    pb.set_position(trainer.step);
+    let t0 = Instant::now();
+    let mut recent = Vec::new();
+    while trainer.step < total {
+        let s = trainer
+            .train_step(&ds)
+            .map_err(|e| anyhow!("{}: {e}", a.data.display()))?;
+        recent.push(s.loss);
+        writeln!(
+            log,
+            "{},{},{},{},{:.3}",
+            s.step,
+            s.loss,
+            s.grad_norm,
+            s.lr,
+            t0.elapsed().as_secs_f64()
+        )
+        .with_context(|| format!("{}: cannot append", log_path.display()))?;
+        if s.step % 10 == 0 || s.step == total {
+            let mean = recent.iter().sum::<f32>() / recent.len() as f32;
+            pb.set_message(format!("loss {mean:.4}"));
+            recent.clear();
+        }
+        pb.set_position(s.step);
+        if s.step % a.checkpoint_every.max(1) == 0 || s.step == total {
+            log.flush().ok();
+            trainer.save_checkpoint(&ck_path)?;
+            save_weights(&a.out.join(WEIGHTS_FILE), &trainer.config, &trainer.ema)?;
+        }
+    }
+    pb.finish();
+    if trainer.step == total && !a.out.join(WEIGHTS_FILE).exists() {
+        save_weights(&a.out.join(WEIGHTS_FILE), &trainer.config, &trainer.ema)?;
+    }
+    eprintln!(
+        "trained {} steps in {:.1} s; weights (EMA) in {}",
+        total,
+        t0.elapsed().as_secs_f64(),
+        a.out.join(WEIGHTS_FILE).display()
+    );
+    if a.preview > 0 {
+        let path = a.out.join("preview_samples.png");
+        crate::cmd::sample::sample_to(
+            &a.out.join(WEIGHTS_FILE),
+            &crate::cmd::sample::quick_options(a.preview, a.seed),
+            &path,
+            None,
+        )?;
+    }
+    Ok(a.out.join(WEIGHTS_FILE))
+}
+
+/// Opens the CSV log for appending (writing the header when new). Lines after `step` (from a
+/// run that stopped after its last checkpoint) are dropped, so a resumed log has no duplicates.
+fn open_log(path: &Path, step: u64) -> Result<std::fs::File> {
+    let header = "step,loss,grad_norm,lr,elapsed_s\n";
+    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+    if text.is_empty() || step == 0 {
+        text = header.to_string();
+    } else {
+        let keep: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.split(',')
+                    .next()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_none_or(|s| s <= step)
+            })
+            .collect();
+        text = keep.join("\n") + "\n";
+    }
+    write_bytes_atomic(path, text.as_bytes())?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open the log", path.display()))
+}
