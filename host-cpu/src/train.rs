@@ -18,7 +18,7 @@ use ndarray::Array4;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CorruptionMeta, ModelConfig, UNetConfig, PRECOND};
-use crate::denoiser::{denoise_backward, denoise_train};
+use crate::denoiser::{denoise_backward, denoise_train, DenoiseTape};
 use crate::error::HostError;
 use crate::init::init_params;
 use crate::io::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
@@ -237,83 +237,15 @@ impl Trainer {
 
     /// One training step on a batch drawn from `data` (checked with [`Trainer::check_data`]).
     pub fn train_step(&mut self, data: &CorruptedDataset) -> Result<StepStats, String> {
-        let b = self.opts.batch;
-        let (c, h, w) = (data.c, data.h, data.w);
-        let chw = data.image_len();
-        let hw = h * w;
-        let mut x_meas = Array4::<f32>::zeros((b, c, h, w));
-        let mut a = Array4::<f32>::zeros((b, c, h, w));
-        let mut a_tilde = Array4::<f32>::zeros((b, c, h, w));
-        let mut pixel_a = vec![0.0f32; hw];
-        let mut pixel_at = vec![0.0f32; hw];
-        {
-            let xs = x_meas.as_slice_mut().expect("standard layout");
-            let as_ = a.as_slice_mut().expect("standard layout");
-            let ats = a_tilde.as_slice_mut().expect("standard layout");
-            for i in 0..b {
-                let idx = self.rng.below(data.n as u32) as usize;
-                let (meas, mask) = data.image(idx);
-                xs[i * chw..(i + 1) * chw].copy_from_slice(meas);
-                as_[i * chw..(i + 1) * chw].copy_from_slice(mask);
-                pixel_a.copy_from_slice(&mask[..hw]);
-                match self.opts.mode {
-                    Mode::Ambient => {
-                        self.further_corrupt(h, w, &pixel_a, &mut pixel_at)?;
-                    }
-                    Mode::Naive | Mode::Clean => pixel_at.copy_from_slice(&pixel_a),
-                }
-                ambient_core::corruption::expand_pixel_mask(
-                    c,
-                    &pixel_at,
-                    &mut ats[i * chw..(i + 1) * chw],
-                )
-                .map_err(|e| e.to_string())?;
-            }
-        }
-        let mut sigmas = vec![0.0f32; b];
-        LogNormalSigma::new(self.opts.p_mean, self.opts.p_std)
-            .map_err(|e| e.to_string())?
-            .fill(&mut self.rng, &mut sigmas);
-        let mut eta = vec![0.0f32; b * chw];
-        self.rng.fill_normal(&mut eta);
-        // y = A~ (A x0 + s eta): A~ keeps only pixels A kept, so this is A~ (x0 + s eta).
-        let mut y = Array4::<f32>::zeros((b, c, h, w));
-        {
-            let ys = y.as_slice_mut().expect("standard layout");
-            let xs = x_meas.as_slice().expect("standard layout");
-            let ats = a_tilde.as_slice().expect("standard layout");
-            for i in 0..b {
-                for k in i * chw..(i + 1) * chw {
-                    ys[k] = ats[k] * (xs[k] + sigmas[i] * eta[k]);
-                }
-            }
-        }
-        let (d, tape) = denoise_train(&self.net, &self.weights, &y, &a_tilde, &sigmas);
-        let sd = self.config.unet.sigma_data;
-        let d = NdTensor(d);
-        let x_meas = NdTensor(x_meas);
-        let mut grad_d = NdTensor(Array4::zeros((b, c, h, w)));
-        let mut scratch = NdTensor(Array4::zeros((b, c, h, w)));
-        let loss = match self.opts.mode {
-            Mode::Clean => clean_loss(&d, &x_meas, &sigmas, sd, &mut grad_d, &mut scratch),
-            Mode::Ambient | Mode::Naive => ambient_loss(
-                &d,
-                &x_meas,
-                &NdTensor(a),
-                &NdTensor(a_tilde),
-                &sigmas,
-                sd,
-                &mut grad_d,
-                &mut scratch,
-            ),
-        }
-        .map_err(|e| format!("loss at step {}: {e}", self.step + 1))?;
+        let batch = draw_batch(&mut self.rng, &self.opts, data, self.step)?;
+        let (loss, tape) = self.loss(&batch, self.step)?;
         self.grads.zero();
-        denoise_backward(&self.net, &self.weights, &tape, &grad_d.0, &mut self.grads);
+        denoise_backward(&self.net, &self.weights, &tape.0, &tape.1, &mut self.grads);
         let report = self
             .adam
             .step(&mut self.weights, &mut self.grads)
             .map_err(|e| format!("step {}: {e}", self.step + 1))?;
+        let b = self.opts.batch;
         let beta = self.opts.ema.beta(b, self.step * b as u64);
         ema_update(&mut self.ema, &self.weights, beta).map_err(|e| e.to_string())?;
         self.step += 1;
@@ -325,19 +257,145 @@ impl Trainer {
         })
     }
 
-    fn further_corrupt(
-        &mut self,
-        h: usize,
-        w: usize,
-        a: &[f32],
-        a_tilde: &mut [f32],
-    ) -> Result<(), String> {
-        let r = match self.opts.further {
-            Further::Random { delta } => RandomInpainting::new(1, h, w, 0.0, delta)
-                .and_then(|op| op.further_corrupt(a, &mut self.rng, a_tilde)),
-            Further::Box { side } => BoxInpainting::new(1, h, w, side)
-                .and_then(|op| op.further_corrupt(a, &mut self.rng, a_tilde)),
-        };
-        r.map_err(|e| format!("further corruption at step {}: {e}", self.step + 1))
+    /// The training loss of the current weights on a batch drawn with its own generator
+    /// seeded by `seed` (the same batch, masks, sigmas and noise for the same seed), without
+    /// changing anything: a fixed yardstick for tests and monitoring.
+    pub fn eval_loss(&self, data: &CorruptedDataset, seed: u64) -> Result<f32, String> {
+        let mut rng = AmbientRng::new(seed);
+        let batch = draw_batch(&mut rng, &self.opts, data, self.step)?;
+        self.loss(&batch, self.step).map(|(l, _)| l)
+    }
+
+    /// Forward pass and loss; returns the loss and what the backward pass needs (the tape and
+    /// dL/dD).
+    fn loss(&self, batch: &Batch, step: u64) -> Result<(f32, (DenoiseTape, Array4<f32>)), String> {
+        let (d, tape) = denoise_train(
+            &self.net,
+            &self.weights,
+            &batch.y,
+            &batch.a_tilde,
+            &batch.sigmas,
+        );
+        let sd = self.config.unet.sigma_data;
+        let dim = d.dim();
+        let d = NdTensor(d);
+        let mut grad_d = NdTensor(Array4::zeros(dim));
+        let mut scratch = NdTensor(Array4::zeros(dim));
+        let x = NdTensor(batch.x_meas.clone());
+        let loss = match self.opts.mode {
+            Mode::Clean => clean_loss(&d, &x, &batch.sigmas, sd, &mut grad_d, &mut scratch),
+            Mode::Ambient | Mode::Naive => ambient_loss(
+                &d,
+                &x,
+                &NdTensor(batch.a.clone()),
+                &NdTensor(batch.a_tilde.clone()),
+                &batch.sigmas,
+                sd,
+                &mut grad_d,
+                &mut scratch,
+            ),
+        }
+        .map_err(|e| format!("loss at step {}: {e}", step + 1))?;
+        Ok((loss, (tape, grad_d.0)))
+    }
+}
+
+/// One training batch: measurements `A x0`, masks `A` and `A~`, sigmas, and the model input
+/// `y = A~ (x0 + s eta)`.
+struct Batch {
+    x_meas: Array4<f32>,
+    a: Array4<f32>,
+    a_tilde: Array4<f32>,
+    sigmas: Vec<f32>,
+    y: Array4<f32>,
+}
+
+/// Draws a batch from `rng`: image indices, further corruptions, sigmas, then noise, in that
+/// order. A measurement is copied only where its mask keeps the pixel (0 elsewhere, whatever
+/// the dataset holds there), so no value at a pixel `A` erased can reach the model or the loss.
+fn draw_batch(
+    rng: &mut AmbientRng,
+    opts: &TrainOptions,
+    data: &CorruptedDataset,
+    step: u64,
+) -> Result<Batch, String> {
+    let b = opts.batch;
+    let (c, h, w) = (data.c, data.h, data.w);
+    let chw = data.image_len();
+    let hw = h * w;
+    let mut x_meas = Array4::<f32>::zeros((b, c, h, w));
+    let mut a = Array4::<f32>::zeros((b, c, h, w));
+    let mut a_tilde = Array4::<f32>::zeros((b, c, h, w));
+    let mut pixel_at = vec![0.0f32; hw];
+    {
+        let xs = x_meas.as_slice_mut().expect("standard layout");
+        let as_ = a.as_slice_mut().expect("standard layout");
+        let ats = a_tilde.as_slice_mut().expect("standard layout");
+        for i in 0..b {
+            let idx = rng.below(data.n as u32) as usize;
+            let (meas, mask) = data.image(idx);
+            let range = i * chw..(i + 1) * chw;
+            for ((x, m), (&v, &k)) in xs[range.clone()]
+                .iter_mut()
+                .zip(as_[range.clone()].iter_mut())
+                .zip(meas.iter().zip(mask))
+            {
+                *m = k;
+                *x = if k != 0.0 { v } else { 0.0 };
+            }
+            let pixel_a = &as_[range.start..range.start + hw];
+            match opts.mode {
+                Mode::Ambient => {
+                    further_corrupt(opts.further, h, w, pixel_a, rng, &mut pixel_at)
+                        .map_err(|e| format!("further corruption at step {}: {e}", step + 1))?
+                }
+                Mode::Naive | Mode::Clean => pixel_at.copy_from_slice(pixel_a),
+            }
+            ambient_core::corruption::expand_pixel_mask(c, &pixel_at, &mut ats[range])
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let mut sigmas = vec![0.0f32; b];
+    LogNormalSigma::new(opts.p_mean, opts.p_std)
+        .map_err(|e| e.to_string())?
+        .fill(rng, &mut sigmas);
+    let mut eta = vec![0.0f32; b * chw];
+    rng.fill_normal(&mut eta);
+    // y = A~ (A x0 + s eta): A~ keeps only pixels A kept, so this is A~ (x0 + s eta).
+    let mut y = Array4::<f32>::zeros((b, c, h, w));
+    {
+        let ys = y.as_slice_mut().expect("standard layout");
+        let xs = x_meas.as_slice().expect("standard layout");
+        let ats = a_tilde.as_slice().expect("standard layout");
+        for i in 0..b {
+            for k in i * chw..(i + 1) * chw {
+                ys[k] = ats[k] * (xs[k] + sigmas[i] * eta[k]);
+            }
+        }
+    }
+    Ok(Batch {
+        x_meas,
+        a,
+        a_tilde,
+        sigmas,
+        y,
+    })
+}
+
+/// `A~ | A` for one image's pixel mask.
+fn further_corrupt(
+    further: Further,
+    h: usize,
+    w: usize,
+    a: &[f32],
+    rng: &mut AmbientRng,
+    a_tilde: &mut [f32],
+) -> Result<(), ambient_core::CoreError> {
+    match further {
+        Further::Random { delta } => RandomInpainting::new(1, h, w, 0.0, delta)
+            .and_then(|op| op.further_corrupt(a, rng, a_tilde)),
+        Further::Box { side } => {
+            BoxInpainting::new(1, h, w, side).and_then(|op| op.further_corrupt(a, rng, a_tilde))
+        }
     }
 }

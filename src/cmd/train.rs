@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ambient_cpu::config::{CorruptionMeta, UNetConfig};
+use ambient_cpu::config::{CorruptionMeta, ModelConfig, UNetConfig, PRECOND};
 use ambient_cpu::io::atomic::write_bytes_atomic;
 use ambient_cpu::io::dataset::CorruptedDataset;
 use ambient_cpu::io::weights::save_weights;
@@ -129,21 +129,17 @@ pub fn train(a: Args) -> Result<PathBuf> {
         .and_then(|p| p.as_f64())
         .map(|p| p as f32)
         .unwrap_or((1.0 - ds.observed_fraction()) as f32);
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("{}: cannot create the run directory", a.out.display()))?;
     let ck_path = a.out.join(CHECKPOINT_FILE);
-    let mut trainer = if ck_path.exists() {
-        if !a.resume {
-            bail!(
-                "{}: a checkpoint is already there; pass --resume to continue it or choose another --out",
-                ck_path.display()
-            );
-        }
-        let t = Trainer::resume(&ck_path, None)?;
-        eprintln!("resuming {} at step {}", ck_path.display(), t.step);
-        t
-    } else {
-        let unet = UNetConfig {
+    if ds.h != ds.w {
+        bail!(
+            "{}: images are {} x {}; the network takes square images",
+            a.data.display(),
+            ds.h,
+            ds.w
+        );
+    }
+    let requested = ModelConfig {
+        unet: UNetConfig {
             img_channels: ds.c,
             img_resolution: ds.h,
             ch: a.ch,
@@ -151,18 +147,9 @@ pub fn train(a: Args) -> Result<PathBuf> {
             blocks: a.blocks,
             groups: a.groups,
             sigma_data: 0.5,
-        };
-        if ds.h != ds.w {
-            bail!(
-                "{}: images are {} x {}; the network takes square images",
-                a.data.display(),
-                ds.h,
-                ds.w
-            );
-        }
-        unet.validate()
-            .map_err(|e| anyhow!("network config: {e}"))?;
-        let corruption = CorruptionMeta {
+        },
+        precond: PRECOND.into(),
+        corruption: CorruptionMeta {
             kind,
             p: if mode == Mode::Clean { 0.0 } else { p },
             delta: match (mode, further) {
@@ -171,7 +158,23 @@ pub fn train(a: Args) -> Result<PathBuf> {
             },
             r#box: box_side,
             mode: mode.as_str().into(),
-        };
+        },
+    };
+    requested
+        .unet
+        .validate()
+        .map_err(|e| anyhow!("network config: {e}"))?;
+    let mut trainer = if ck_path.exists() {
+        if !a.resume {
+            bail!(
+                "{}: a checkpoint is already there; pass --resume to continue it or choose another --out",
+                ck_path.display()
+            );
+        }
+        let t = Trainer::resume(&ck_path, Some(&requested))?;
+        eprintln!("resuming {} at step {}", ck_path.display(), t.step);
+        t
+    } else {
         let mut opts = TrainOptions::defaults(mode, further);
         opts.batch = a.batch;
         opts.adam.lr = a.lr;
@@ -181,9 +184,11 @@ pub fn train(a: Args) -> Result<PathBuf> {
             rampup_ratio: Some(0.05),
         };
         opts.seed = a.seed;
-        Trainer::new(unet, corruption, opts).map_err(|e| anyhow!("{e}"))?
+        Trainer::new(requested.unet, requested.corruption, opts).map_err(|e| anyhow!("{e}"))?
     };
     trainer.check_data(&ds, &a.data)?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("{}: cannot create the run directory", a.out.display()))?;
     let log_path = a.out.join(LOG_FILE);
     let mut log = open_log(&log_path, trainer.step)?;
     let total = a.steps;
