@@ -111,3 +111,32 @@ impl Requant {
         multiply_by_quantized_multiplier(x, self.multiplier, self.shift)
     }
 }
+
+/// Per-output-channel factors `input_scale * weight_scales[c] / output_scale` into
+/// `multipliers[c], shifts[c]`: what a convolution's int32 accumulator of channel `c` is
+/// multiplied by to reach the output's scale.
+pub fn per_channel_requant(
+    input_scale: f64,
+    weight_scales: &[f32],
+    output_scale: f64,
+    multipliers: &mut [i32],
+    shifts: &mut [i32],
+) -> Result<(), CoreError> {
+    if multipliers.len() != weight_scales.len() || shifts.len() != weight_scales.len() {
+        return Err(CoreError::ShapeMismatch {
+            what: "per-channel multipliers",
+            expected: weight_scales.len(),
+            got: multipliers.len().min(shifts.len()),
+        });
+    }
+    for ((m, s), &ws) in multipliers
+        .iter_mut()
+        .zip(shifts.iter_mut())
+        .zip(weight_scales)
+    {
+        let r = Requant::from_real(input_scale * ws as f64 / output_scale)?;
+        *m = r.multiplier;
+        *s = r.shift;
+    }
+    Ok(())
+}
