@@ -6,7 +6,9 @@ use ambient_core::int8::conv::ConvGeometry;
 use ambient_core::AmbientRng;
 
 pub fn random_i8(rng: &mut AmbientRng, n: usize) -> Vec<i8> {
-    (0..n).map(|_| (rng.below(256) as i32 - 128) as i8).collect()
+    (0..n)
+        .map(|_| (rng.below(256) as i32 - 128) as i8)
+        .collect()
 }
 
 /// Uniform in `[-a, a)`.
@@ -18,13 +20,7 @@ pub fn random_f32(rng: &mut AmbientRng, n: usize, a: f32) -> Vec<f32> {
 /// value `zp` on every side (so a padded tap contributes `(zp - zp) w = 0` by construction, not
 /// by a skipped index), `x` HWC with `cin` channels, `w` OHWI.
 pub fn reference_accumulators(g: &ConvGeometry, x: &[i8], zp: i32, w: &[i8]) -> Vec<i64> {
-    let (h, wd, cin, cout, k) = (
-        g.height,
-        g.width,
-        g.in_channels,
-        g.out_channels,
-        g.kernel,
-    );
+    let (h, wd, cin, cout, k) = (g.height, g.width, g.in_channels, g.out_channels, g.kernel);
     let pad = k / 2;
     let (ph, pw) = (h + 2 * pad, wd + 2 * pad);
     let mut padded = vec![zp as i64; ph * pw * cin];
