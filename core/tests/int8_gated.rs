@@ -72,6 +72,7 @@ fn one_channel_by_hand() {
 /// - product: `|s_m m u / 256 - a sigmoid(g)| <= e_m * 1 + |a| e_s`;
 /// - bias: `round(256 b / s_m)` is within half a step, `s_m / 512`;
 /// - final requantization: one output step (plus `|r| 2^-31`).
+///
 /// In output steps: `(e_m + |a| e_s + s_m / 512) / s_o + 1 + 1e-4` (1e-4 for the f32 table
 /// evaluation and f64 rounding), compared with `r = v / s_o + zp_o` clamped to the int8 range.
 #[test]

@@ -13,11 +13,11 @@ fn sigmoid64(x: f64) -> f64 {
 /// or `lut[q]` is the clamp bound when `r` lies beyond it. `tol` = 1e-3 steps covers f32's
 /// `expf` and division (relative errors ~1e-7 on values of at most a few hundred steps).
 fn check_table(lut: &[i8; 256], in_q: QuantParams, out_q: QuantParams, f: impl Fn(f64) -> f64) {
-    for i in 0..256 {
+    for (i, &entry) in lut.iter().enumerate() {
         let q = (i as i32 - 128) as i8;
         let x = in_q.scale as f64 * (q as i32 - in_q.zero_point) as f64;
         let r = f(x) / out_q.scale as f64 + out_q.zero_point as f64;
-        let got = lut[i] as f64;
+        let got = entry as f64;
         if r > 127.5 {
             assert_eq!(got, 127.0, "q {q}");
         } else if r < -128.5 {

@@ -13,9 +13,12 @@
 //! agree; the per-element paths use integers only, except GroupNorm's normalisation, which is
 //! f32 single operations (deterministic across x86-64 and Cortex-M4F, see [`groupnorm`]).
 
+pub mod add;
 pub mod conv;
 pub mod gated;
+pub mod groupnorm;
 pub mod layout;
 pub mod lut;
 pub mod quant;
 pub mod requant;
+pub mod resample;

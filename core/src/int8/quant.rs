@@ -126,7 +126,7 @@ pub fn quantize_weights_per_channel(
     quantized: &mut [i8],
     scales: &mut [f32],
 ) -> Result<(), CoreError> {
-    if out_channels == 0 || weights.len() % out_channels != 0 {
+    if weights.len().checked_rem(out_channels) != Some(0) {
         return Err(CoreError::InvalidParameter(
             "weight count is not a multiple of the output channels",
         ));
