@@ -14,7 +14,10 @@
 //! f32 single operations (deterministic across x86-64 and Cortex-M4F, see [`groupnorm`]).
 
 pub mod add;
+pub mod blob;
+pub mod blob_writer;
 pub mod conv;
+pub mod crc32;
 pub mod gated;
 pub mod groupnorm;
 pub mod layout;
