@@ -177,6 +177,21 @@ fn requant_validates() {
         Requant::from_real(2f64.powi(30)),
         Err(CoreError::InvalidParameter(_))
     ));
+    // 2^30 (1 - 2^-40) is below 2^30, but its mantissa (1 - 2^-40) 2^31 rounds to 2^31, which
+    // becomes 2^30 with shift 31: a left shift no int32 survives, so it is rejected too.
+    assert_eq!(
+        quantize_multiplier(2f64.powi(30) * (1.0 - 2f64.powi(-40))),
+        (1 << 30, 31)
+    );
+    assert!(Requant::from_real(2f64.powi(30) * (1.0 - 2f64.powi(-40))).is_err());
+    // 2^29 = 0.5 * 2^30: shift 30, accepted.
+    assert_eq!(
+        Requant::from_real(2f64.powi(29)),
+        Ok(Requant {
+            multiplier: HALF_Q31,
+            shift: 30
+        })
+    );
 }
 
 /// For any real multiplier `r` in the valid range and any `x` with `|x r| < 2^30`:

@@ -86,14 +86,24 @@ impl GroupNorm<'_> {
         let per_group = self.channels / self.groups;
         let zp = self.input.zero_point;
 
+        let split = input.first_channels();
+        // Channel c of a pixel, from whichever buffer holds it.
+        let channel = |a: &[i8], b: &[i8], c: usize| if c < split { a[c] } else { b[c - split] };
+
         let mut sum = [0i64; MAX_GROUPS];
         let mut sum_sq = [0i64; MAX_GROUPS];
         for p in 0..pixels {
             let (a, b) = input.pixel(p);
-            for (c, &q) in a.iter().chain(b).enumerate() {
-                let d = (q as i32 - zp) as i64;
-                sum[c / per_group] += d;
-                sum_sq[c / per_group] += d * d;
+            for g in 0..self.groups {
+                let (mut s, mut s2) = (0i32, 0i32);
+                for c in g * per_group..(g + 1) * per_group {
+                    // |d| <= 255 and per_group <= 2^15: s < 2^23, s2 < 2^31.
+                    let d = channel(a, b, c) as i32 - zp;
+                    s += d;
+                    s2 += d * d;
+                }
+                sum[g] += s as i64;
+                sum_sq[g] += s2 as i64;
             }
         }
 
@@ -116,10 +126,12 @@ impl GroupNorm<'_> {
 
         for (p, out) in output.chunks_exact_mut(self.channels).enumerate() {
             let (a, b) = input.pixel(p);
-            for (c, (y, &q)) in out.iter_mut().zip(a.iter().chain(b)).enumerate() {
-                let d = (q as i32 - zp) as f32;
-                let t = libm::roundf((d - mean[c / per_group]) * k[c] + o[c]);
-                *y = t.clamp(-128.0, 127.0) as i8;
+            for (g, &m) in mean[..self.groups].iter().enumerate() {
+                for c in g * per_group..(g + 1) * per_group {
+                    let d = (channel(a, b, c) as i32 - zp) as f32;
+                    let t = libm::roundf((d - m) * k[c] + o[c]);
+                    out[c] = t.clamp(-128.0, 127.0) as i8;
+                }
             }
         }
         Ok(())

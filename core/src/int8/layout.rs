@@ -82,9 +82,10 @@ impl<'a> Channels<'a> {
         )
     }
 
-    /// The two channel slices of pixel `p` (the second empty for a single buffer).
+    /// The two channel slices of pixel `p` (the second empty for a single buffer); the
+    /// kernels call it only after [`Channels::check`].
     #[inline]
-    pub fn pixel(&self, p: usize) -> (&'a [i8], &'a [i8]) {
+    pub(crate) fn pixel(&self, p: usize) -> (&'a [i8], &'a [i8]) {
         let a = &self.first[p * self.first_channels..(p + 1) * self.first_channels];
         let b = &self.second[p * self.second_channels..(p + 1) * self.second_channels];
         (a, b)

@@ -102,6 +102,12 @@ impl Requant {
             ));
         }
         let (multiplier, shift) = quantize_multiplier(real);
+        // Just below 2^30 the mantissa can round up to 2^31 and become 2^30 with shift 31.
+        if shift > 30 {
+            return Err(CoreError::InvalidParameter(
+                "requantization multiplier must be in [0, 2^30)",
+            ));
+        }
         Ok(Requant { multiplier, shift })
     }
 
