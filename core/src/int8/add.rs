@@ -82,8 +82,10 @@ impl AddParams {
     }
 
     fn validate(&self) -> Result<(), CoreError> {
-        check_zero_point(-self.input1_offset)?;
-        check_zero_point(-self.input2_offset)?;
+        // The input offsets are negated zero points: in [-127, 128].
+        for offset in [self.input1_offset, self.input2_offset] {
+            check_zero_point(offset.saturating_neg())?;
+        }
         check_zero_point(self.output_offset)
     }
 }

@@ -111,12 +111,12 @@ impl GatedConv2d<'_> {
                         self.main_shifts[c],
                     )
                     .clamp(-MAIN_MAX, MAIN_MAX);
-                    let gate = (self.gate_zero_point
-                        + multiply_by_quantized_multiplier(
-                            acc_g,
-                            self.gate_multipliers[c],
-                            self.gate_shifts[c],
-                        ))
+                    let gate = multiply_by_quantized_multiplier(
+                        acc_g,
+                        self.gate_multipliers[c],
+                        self.gate_shifts[c],
+                    )
+                    .saturating_add(self.gate_zero_point)
                     .clamp(-128, 127) as i8;
                     let unit = lookup(self.sigmoid, gate) as i32 - SIGMOID_OUTPUT.zero_point;
                     let scaled = multiply_by_quantized_multiplier(
