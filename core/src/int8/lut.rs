@@ -14,13 +14,18 @@ pub fn silu(x: f32) -> f32 {
     x * sigmoid(x)
 }
 
-/// The table of `f` from `in_q` to `out_q`: entry `q + 128` is
-/// `out_q.quantize(f(in_q.dequantize(q)))` for every int8 `q`.
+/// The table of `f` from `in_q` to `out_q`, as TFLite's `PopulateLookupTable` computes it:
+/// entry `q + 128` is `clamp(round(f(s_in (q - zp_in)) * (1 / s_out)) + zp_out)` in f32 for
+/// every int8 `q` (TFLite multiplies by the inverse scale; the two differ from a division by at
+/// most one ulp, which matters only at a rounding tie). TFLite stores the same entries indexed
+/// by `q as u8` instead of `q + 128`.
 pub fn build_lut(f: fn(f32) -> f32, in_q: QuantParams, out_q: QuantParams) -> [i8; 256] {
+    let inverse_scale = 1.0 / out_q.scale;
     let mut lut = [0i8; 256];
     for (i, entry) in lut.iter_mut().enumerate() {
         let q = (i as i32 - 128) as i8;
-        *entry = out_q.quantize(f(in_q.dequantize(q)));
+        let rescaled = libm::roundf(f(in_q.dequantize(q)) * inverse_scale);
+        *entry = (rescaled + out_q.zero_point as f32).clamp(-128.0, 127.0) as i8;
     }
     lut
 }

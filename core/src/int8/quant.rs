@@ -119,7 +119,8 @@ pub fn symmetric_scale(weights: &[f32]) -> Result<f32, CoreError> {
 
 /// Quantizes weights `[cout][..]` (any layout with the output channel outermost, OHWI here)
 /// symmetrically per output channel: `scales[c] = max|w_c| / 127`,
-/// `q = clamp(round(w / scales[c]), -127, 127)`.
+/// `q = clamp(round(w * (1 / scales[c])), -127, 127)` in f32, as TFLite's
+/// `SymmetricPerChannelQuantizeValues` computes it (by the inverse scale).
 pub fn quantize_weights_per_channel(
     weights: &[f32],
     out_channels: usize,
@@ -141,8 +142,9 @@ pub fn quantize_weights_per_channel(
     {
         let scale = symmetric_scale(w)?;
         scales[c] = scale;
+        let inverse = 1.0 / scale;
         for (qi, &wi) in q.iter_mut().zip(w) {
-            *qi = libm::round(wi as f64 / scale as f64).clamp(-127.0, 127.0) as i8;
+            *qi = libm::roundf(wi * inverse).clamp(-127.0, 127.0) as i8;
         }
     }
     Ok(())
