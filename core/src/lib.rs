@@ -11,6 +11,7 @@
 pub mod corruption;
 pub mod denoiser;
 pub mod error;
+pub mod int8;
 pub mod loss;
 pub mod precond;
 pub mod rng;
