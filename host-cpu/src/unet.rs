@@ -209,19 +209,28 @@ impl UNet {
     ) -> (Array4<f32>, Option<ForwardCache>) {
         let levels = self.cfg.mult.len();
         let (emb, emb_cache) = self.emb.forward(params, c_noise);
-        let (mut x, in_cache) = self.in_conv.forward(params, f_in);
-        fn keep_if<T>(keep: bool, c: T) -> Option<T> {
-            keep.then_some(c)
-        }
-        let in_cache = keep_if(keep, in_cache);
+        let block = |b: &ResBlock, x: &Array4<f32>| {
+            if keep {
+                let (y, c) = b.forward(params, x, &emb);
+                (y, Some(c))
+            } else {
+                (b.forward_inference(params, x, &emb), None)
+            }
+        };
+        let (mut x, in_cache) = if keep {
+            let (y, c) = self.in_conv.forward(params, f_in);
+            (y, Some(c))
+        } else {
+            (self.in_conv.forward_inference(params, f_in), None)
+        };
         let mut enc_caches = Vec::new();
         let mut skips = Vec::new();
         for l in 0..levels {
             let mut caches = Vec::new();
-            for block in &self.enc[l] {
-                let (y, c) = block.forward(params, &x, &emb);
+            for b in &self.enc[l] {
+                let (y, c) = block(b, &x);
                 x = y;
-                caches.extend(keep_if(keep, c));
+                caches.extend(c);
             }
             enc_caches.push(caches);
             if l < levels - 1 {
@@ -232,27 +241,29 @@ impl UNet {
                 skips.push(x.clone());
             }
         }
-        let (y, mid_cache) = self.mid.forward(params, &x, &emb);
+        let (y, mid_cache) = block(&self.mid, &x);
         x = y;
-        let mid_cache = keep_if(keep, mid_cache);
         let mut dec_caches: Vec<Vec<ResBlockCache>> = vec![Vec::new(); levels];
         let mut cat_channels = vec![0; levels];
         for l in (0..levels).rev() {
             cat_channels[l] = x.dim().1;
-            x = concat_channels(&x, &skips[l]);
-            skips.pop();
-            for block in &self.dec[l] {
-                let (y, c) = block.forward(params, &x, &emb);
+            x = concat_channels(&x, &skips.pop().expect("one skip per level"));
+            for b in &self.dec[l] {
+                let (y, c) = block(b, &x);
                 x = y;
-                dec_caches[l].extend(keep_if(keep, c));
+                dec_caches[l].extend(c);
             }
             if l > 0 {
                 x = upsample_nearest_2x(&x);
             }
         }
+        if !keep {
+            let a = silu(&self.out_norm.forward_inference(params, &x));
+            return (self.out_conv.forward_inference(params, &a), None);
+        }
         let (out_pre, out_norm) = self.out_norm.forward(params, &x);
         let (f, out_conv) = self.out_conv.forward_owned(params, silu(&out_pre));
-        let cache = keep.then(|| ForwardCache {
+        let cache = ForwardCache {
             emb: emb_cache,
             in_conv: in_cache.expect("kept"),
             enc: enc_caches,
@@ -262,8 +273,8 @@ impl UNet {
             out_norm,
             out_pre,
             out_conv,
-        });
-        (f, cache)
+        };
+        (f, Some(cache))
     }
 
     /// Accumulates dL/dparams into `grads` (same layout as the parameters) and returns

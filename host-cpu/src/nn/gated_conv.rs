@@ -19,12 +19,12 @@ pub struct GatedConv {
     bias: usize,
 }
 
-/// What the backward pass needs: the input, `conv(x, W)` and `sigmoid(conv(x, G))`.
+/// What the backward pass needs: the input, and per sample `conv(x, W)` stacked over
+/// `sigmoid(conv(x, G))` ([N, 2 cout, H, W]).
 #[derive(Debug, Clone)]
 pub struct GatedConvCache {
     x: Array4<f32>,
-    zw: Array4<f32>,
-    s: Array4<f32>,
+    z: Array4<f32>,
 }
 
 #[inline]
@@ -79,60 +79,74 @@ impl GatedConv {
         params: &ParamStore,
         x: Array4<f32>,
     ) -> (Array4<f32>, GatedConvCache) {
-        let (n, cin, h, w) = x.dim();
-        assert_eq!(cin, self.cin, "GatedConv: input channels");
         let x = if x.is_standard_layout() {
             x
         } else {
             x.as_standard_layout().into_owned()
         };
+        let (n, _, h, w) = x.dim();
+        let mut z = Array4::<f32>::zeros((n, 2 * self.cout, h, w));
+        let out = self.run(params, &x, Some(&mut z));
+        (out, GatedConvCache { x, z })
+    }
+
+    /// The output alone (inference: nothing kept).
+    pub fn forward_inference(&self, params: &ParamStore, x: &Array4<f32>) -> Array4<f32> {
+        self.run(params, &x.as_standard_layout(), None)
+    }
+
+    /// out = zw * sigmoid(zg) + b with [zw; zg] = [W; G] im2col(x) per sample. With `keep`,
+    /// [zw; sigmoid(zg)] is left there ([N, 2 cout, H, W]) for the backward pass.
+    fn run(
+        &self,
+        params: &ParamStore,
+        x: &ndarray::ArrayBase<impl ndarray::Data<Elem = f32>, ndarray::Ix4>,
+        keep: Option<&mut Array4<f32>>,
+    ) -> Array4<f32> {
+        let (n, cin, h, w) = x.dim();
+        assert_eq!(cin, self.cin, "GatedConv: input channels");
         let hw = h * w;
-        let (cout, kd) = (self.cout, self.kdim());
+        let (cout, kd, k) = (self.cout, self.kdim(), self.k);
         let st = self.stacked(params);
         let bias = &params.params[self.bias].data;
-        let mut out = Array4::<f32>::zeros((n, cout, h, w));
-        let mut zw = Array4::<f32>::zeros((n, cout, h, w));
-        let mut s = Array4::<f32>::zeros((n, cout, h, w));
         let xs = x.as_slice().expect("standard layout");
-        let len = cout * hw;
         let split = column_split(n, hw);
-        out.as_slice_mut()
-            .unwrap()
-            .par_chunks_mut(len)
-            .zip(zw.as_slice_mut().unwrap().par_chunks_mut(len))
-            .zip(s.as_slice_mut().unwrap().par_chunks_mut(len))
-            .enumerate()
-            .for_each_init(
+        let mut out = Array4::<f32>::zeros((n, cout, h, w));
+        let outs = out.as_slice_mut().unwrap().par_chunks_mut(cout * hw);
+        // One sample: GEMM into z, then the gate in place and the output.
+        let sample = |i: usize, o: &mut [f32], z: &mut [f32], col_buf: &mut Vec<f32>| {
+            let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
+            let col: &[f32] = if k == 1 {
+                xi
+            } else {
+                col_buf.resize(kd * hw, 0.0);
+                im2col(xi, cin, h, w, k, col_buf);
+                col_buf
+            };
+            gemm_columns(2 * cout, kd, hw, &st, col, z, split);
+            let (zw, zg) = z.split_at_mut(cout * hw);
+            for (c, &b) in bias.iter().enumerate() {
+                let r = c * hw..(c + 1) * hw;
+                for ((o, &a), g) in o[r.clone()].iter_mut().zip(&zw[r.clone()]).zip(&mut zg[r]) {
+                    let sg = sigmoid(*g);
+                    *g = sg;
+                    *o = a * sg + b;
+                }
+            }
+        };
+        match keep {
+            Some(z) => {
+                assert_eq!(z.dim(), (n, 2 * cout, h, w), "GatedConv: cache shape");
+                outs.zip(z.as_slice_mut().unwrap().par_chunks_mut(2 * cout * hw))
+                    .enumerate()
+                    .for_each_init(Vec::new, |col_buf, (i, (o, zi))| sample(i, o, zi, col_buf));
+            }
+            None => outs.enumerate().for_each_init(
                 || (Vec::new(), vec![0.0f32; 2 * cout * hw]),
-                |(col_buf, z), (i, ((o, zwi), si))| {
-                    let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
-                    let col: &[f32] = if self.k == 1 {
-                        xi
-                    } else {
-                        col_buf.resize(kd * hw, 0.0);
-                        im2col(xi, cin, h, w, self.k, col_buf);
-                        col_buf
-                    };
-                    gemm_columns(2 * cout, kd, hw, &st, col, z, split);
-                    let (zwv, zgv) = z.split_at(cout * hw);
-                    for (c, &b) in bias.iter().enumerate() {
-                        let r = c * hw..(c + 1) * hw;
-                        for (((o, zwo), so), (&a, &g)) in o[r.clone()]
-                            .iter_mut()
-                            .zip(&mut zwi[r.clone()])
-                            .zip(&mut si[r.clone()])
-                            .zip(zwv[r.clone()].iter().zip(&zgv[r.clone()]))
-                        {
-                            let sg = sigmoid(g);
-                            *zwo = a;
-                            *so = sg;
-                            *o = a * sg + b;
-                        }
-                    }
-                },
-            );
-
-        (out, GatedConvCache { x, zw, s })
+                |(col_buf, zi), (i, o)| sample(i, o, zi, col_buf),
+            ),
+        }
+        out
     }
 
     /// Backward pass: adds dL/dW, dL/dG, dL/db to `grads` (if given), returns dL/dx.
@@ -151,8 +165,7 @@ impl GatedConv {
         let st = self.stacked(params);
         let want_grads = grads.is_some();
         let xs = cache.x.as_slice().unwrap();
-        let zws = cache.zw.as_slice().unwrap();
-        let ss = cache.s.as_slice().unwrap();
+        let zs = cache.z.as_slice().unwrap();
         let ds = d_out.as_slice().unwrap();
         let mut dx = Array4::<f32>::zeros((n, cin, h, w));
         let split = column_split(n, hw);
@@ -165,11 +178,16 @@ impl GatedConv {
                 || Accum::new(want_grads, 2 * cout * kd, cout),
                 |mut acc, (i, dxi)| {
                     let r = i * cout * hw..(i + 1) * cout * hw;
+                    let (zw, sg) = zs[2 * r.start..2 * r.end].split_at(cout * hw);
                     let (dzw, dzg) = acc.dz_for(2 * cout * hw).split_at_mut(cout * hw);
-                    for j in 0..cout * hw {
-                        let (d, a, sg) = (ds[r.start + j], zws[r.start + j], ss[r.start + j]);
-                        dzw[j] = d * sg;
-                        dzg[j] = d * a * sg * (1.0 - sg);
+                    for (((dw, dg), &d), (&a, &s)) in dzw
+                        .iter_mut()
+                        .zip(dzg.iter_mut())
+                        .zip(&ds[r.clone()])
+                        .zip(zw.iter().zip(sg))
+                    {
+                        *dw = d * s;
+                        *dg = d * a * s * (1.0 - s);
                     }
                     if want_grads {
                         for c in 0..cout {

@@ -46,7 +46,23 @@ impl GroupNorm {
         })
     }
 
+    /// Forward pass; also returns what [`GroupNorm::backward`] needs.
     pub fn forward(&self, params: &ParamStore, x: &Array4<f32>) -> (Array4<f32>, GroupNormCache) {
+        let (out, cache) = self.run(params, x, true);
+        (out, cache.expect("kept"))
+    }
+
+    /// The output alone (inference: nothing kept).
+    pub fn forward_inference(&self, params: &ParamStore, x: &Array4<f32>) -> Array4<f32> {
+        self.run(params, x, false).0
+    }
+
+    fn run(
+        &self,
+        params: &ParamStore,
+        x: &Array4<f32>,
+        keep: bool,
+    ) -> (Array4<f32>, Option<GroupNormCache>) {
         let (n, c, h, w) = x.dim();
         assert_eq!(c, self.channels, "GroupNorm: channels");
         let x = x.as_standard_layout();
@@ -55,48 +71,59 @@ impl GroupNorm {
         let beta = &params.params[self.bias].data;
         let glen = c / self.groups * h * w;
         let hw = h * w;
-        let mut xhat = Array4::<f32>::zeros((n, c, h, w));
         let mut out = Array4::<f32>::zeros((n, c, h, w));
         let mut rstd = vec![0.0f32; n * self.groups];
-        xhat.as_slice_mut()
-            .unwrap()
-            .par_chunks_mut(glen)
-            .zip(out.as_slice_mut().unwrap().par_chunks_mut(glen))
-            .zip(rstd.par_iter_mut())
-            .enumerate()
-            .for_each(|(gi, ((xh, o), r))| {
-                let src = &xs[gi * glen..(gi + 1) * glen];
-                // Two passes; per channel in f32 (hw terms), across channels in f64.
-                let mean = src
-                    .chunks(hw)
-                    .map(|c| c.iter().sum::<f32>() as f64)
-                    .sum::<f64>()
-                    / glen as f64;
-                let mf = mean as f32;
-                let var = src
-                    .chunks(hw)
-                    .map(|c| c.iter().map(|&v| (v - mf) * (v - mf)).sum::<f32>() as f64)
-                    .sum::<f64>()
-                    / glen as f64;
-                let rs = 1.0 / (var + GN_EPS).sqrt();
-                *r = rs as f32;
-                let c0 = (gi % self.groups) * (c / self.groups);
-                let (m, r) = (mean as f32, rs as f32);
-                for (j, ((xc, oc), sc)) in xh
-                    .chunks_mut(hw)
-                    .zip(o.chunks_mut(hw))
-                    .zip(src.chunks(hw))
-                    .enumerate()
-                {
-                    let (g, b) = (gamma[c0 + j], beta[c0 + j]);
-                    for ((xv, ov), &s) in xc.iter_mut().zip(oc.iter_mut()).zip(sc) {
-                        let v = (s - m) * r;
-                        *xv = v;
-                        *ov = v * g + b;
+        // One group: statistics, then out (and xhat when kept); returns 1/sqrt(var + eps).
+        let group = |gi: usize, o: &mut [f32], mut xh: Option<&mut [f32]>| -> f32 {
+            let src = &xs[gi * glen..(gi + 1) * glen];
+            // Two passes; per channel in f32 (hw terms), across channels in f64.
+            let mean = src
+                .chunks(hw)
+                .map(|c| c.iter().sum::<f32>() as f64)
+                .sum::<f64>()
+                / glen as f64;
+            let m = mean as f32;
+            let var = src
+                .chunks(hw)
+                .map(|c| c.iter().map(|&v| (v - m) * (v - m)).sum::<f32>() as f64)
+                .sum::<f64>()
+                / glen as f64;
+            let r = (1.0 / (var + GN_EPS).sqrt()) as f32;
+            let c0 = (gi % self.groups) * (c / self.groups);
+            for (j, (oc, sc)) in o.chunks_mut(hw).zip(src.chunks(hw)).enumerate() {
+                let (g, b) = (gamma[c0 + j], beta[c0 + j]);
+                match xh.as_deref_mut() {
+                    Some(xh) => {
+                        let xc = &mut xh[j * hw..(j + 1) * hw];
+                        for ((xv, ov), &s) in xc.iter_mut().zip(oc.iter_mut()).zip(sc) {
+                            let v = (s - m) * r;
+                            *xv = v;
+                            *ov = v * g + b;
+                        }
+                    }
+                    None => {
+                        for (ov, &s) in oc.iter_mut().zip(sc) {
+                            *ov = (s - m) * r * g + b;
+                        }
                     }
                 }
+            }
+            r
+        };
+        let outs = out.as_slice_mut().unwrap().par_chunks_mut(glen);
+        if keep {
+            let mut xhat = Array4::<f32>::zeros((n, c, h, w));
+            outs.zip(xhat.as_slice_mut().unwrap().par_chunks_mut(glen))
+                .zip(rstd.par_iter_mut())
+                .enumerate()
+                .for_each(|(gi, ((o, xh), r))| *r = group(gi, o, Some(xh)));
+            (out, Some(GroupNormCache { xhat, rstd }))
+        } else {
+            outs.enumerate().for_each(|(gi, o)| {
+                group(gi, o, None);
             });
-        (out, GroupNormCache { xhat, rstd })
+            (out, None)
+        }
     }
 
     /// Backward pass: adds dL/dweight and dL/dbias to `grads` (if given), returns dL/dx:

@@ -82,28 +82,18 @@ impl ResBlock {
     ) -> (Array4<f32>, ResBlockCache) {
         let (pre1, n1) = self.norm1.forward(params, x);
         let (mut h, c1) = self.conv1.forward_owned(params, silu(&pre1));
-        let e = self.emb_proj.forward(params, emb);
-        for (mut hs, es) in h.outer_iter_mut().zip(e.outer_iter()) {
-            for (mut hc, &ev) in hs.outer_iter_mut().zip(es.iter()) {
-                hc += ev;
-            }
-        }
+        add_per_channel(&mut h, &self.emb_proj.forward(params, emb));
         let (pre2, n2) = self.norm2.forward(params, &h);
         drop(h);
         let (mut out, c2) = self.conv2.forward_owned(params, silu(&pre2));
-        let scale = std::f32::consts::FRAC_1_SQRT_2;
         let skip = match &self.skip {
             Some(conv) => {
                 let (s, sc) = conv.forward(params, x);
-                Zip::from(&mut out)
-                    .and(&s)
-                    .par_for_each(|o, &v| *o = (*o + v) * scale);
+                add_scaled_residual(&mut out, &s);
                 Some(sc)
             }
             None => {
-                Zip::from(&mut out)
-                    .and(x)
-                    .par_for_each(|o, &v| *o = (*o + v) * scale);
+                add_scaled_residual(&mut out, x);
                 None
             }
         };
@@ -118,6 +108,27 @@ impl ResBlock {
             skip,
         };
         (out, cache)
+    }
+
+    /// The output alone (inference: nothing kept).
+    pub fn forward_inference(
+        &self,
+        params: &ParamStore,
+        x: &Array4<f32>,
+        emb: &Array2<f32>,
+    ) -> Array4<f32> {
+        let a1 = silu(&self.norm1.forward_inference(params, x));
+        let mut h = self.conv1.forward_inference(params, &a1);
+        drop(a1);
+        add_per_channel(&mut h, &self.emb_proj.forward(params, emb));
+        let a2 = silu(&self.norm2.forward_inference(params, &h));
+        drop(h);
+        let mut out = self.conv2.forward_inference(params, &a2);
+        match &self.skip {
+            Some(conv) => add_scaled_residual(&mut out, &conv.forward_inference(params, x)),
+            None => add_scaled_residual(&mut out, x),
+        }
+        out
     }
 
     /// Adds the block's parameter gradients to `grads` (if given); returns (dL/dx, dL/demb).
@@ -173,4 +184,21 @@ impl ResBlock {
         }
         (dx, d_emb)
     }
+}
+
+/// `h[n, c, :, :] += e[n, c]`.
+fn add_per_channel(h: &mut Array4<f32>, e: &Array2<f32>) {
+    for (mut hs, es) in h.outer_iter_mut().zip(e.outer_iter()) {
+        for (mut hc, &ev) in hs.outer_iter_mut().zip(es.iter()) {
+            hc += ev;
+        }
+    }
+}
+
+/// `out <- (out + skip) / sqrt(2)`.
+fn add_scaled_residual(out: &mut Array4<f32>, skip: &Array4<f32>) {
+    let scale = std::f32::consts::FRAC_1_SQRT_2;
+    Zip::from(out)
+        .and(skip)
+        .par_for_each(|o, &v| *o = (*o + v) * scale);
 }
