@@ -364,6 +364,18 @@ mod bench {
     use ambient_core::AmbientRng;
     use std::time::Instant;
 
+    /// User + system CPU time of this process (all threads), from /proc/self/stat.
+    fn process_cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<f64> = after
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        // Fields 14 and 15 (utime, stime) are 11 and 12 after the command name; 100 ticks/s.
+        (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+    }
+
     /// Rough timings of the spec configuration (run in release:
     /// `cargo test --release -p ambient-cpu unet::bench -- --ignored --nocapture`).
     #[test]
@@ -385,6 +397,7 @@ mod bench {
             // the least disturbed estimate.
             let reps = if n == 1 { 30 } else { 6 };
             let (mut tf, mut tb, mut ti) = (f64::MAX, f64::MAX, f64::MAX);
+            let cpu0 = process_cpu_seconds();
             for _ in 0..reps {
                 let t = Instant::now();
                 let (f, cache) = net.forward(&params, &f_in, &c_noise);
@@ -396,13 +409,16 @@ mod bench {
                 net.forward_inference(&params, &f_in, &c_noise);
                 ti = ti.min(t.elapsed().as_secs_f64());
             }
+            let cpu = (process_cpu_seconds() - cpu0) / reps as f64;
             eprintln!(
                 "batch {n}: forward {:.1} ms, backward {:.1} ms, inference {:.1} ms \
-                 (fastest of {reps}, {} threads)",
+                 (fastest of {reps}, {} threads); CPU time of forward + backward + inference \
+                 {:.0} ms",
                 1e3 * tf,
                 1e3 * tb,
                 1e3 * ti,
-                rayon::current_num_threads()
+                rayon::current_num_threads(),
+                1e3 * cpu
             );
         }
     }

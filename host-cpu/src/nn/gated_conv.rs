@@ -5,7 +5,8 @@
 use super::gemm::sgemm;
 use super::{accumulate, param_index};
 use crate::params::ParamStore;
-use ndarray::Array4;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array4, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
 /// A gated convolution and the indices of its `weight`, `gate` and `bias` in the store.
@@ -110,7 +111,7 @@ impl GatedConv {
         let st = self.stacked(params);
         let bias = &params.params[self.bias].data;
         let xs = x.as_slice().expect("standard layout");
-        let split = column_split(n, hw);
+        let split = row_split(n, hw);
         let mut out = Array4::<f32>::zeros((n, cout, h, w));
         let outs = out.as_slice_mut().unwrap().par_chunks_mut(cout * hw);
         // One sample: GEMM into z, then the gate in place and the output.
@@ -123,7 +124,7 @@ impl GatedConv {
                 im2col(xi, cin, h, w, k, col_buf);
                 col_buf
             };
-            gemm_columns(2 * cout, kd, hw, &st, col, z, split);
+            gemm_rows(2 * cout, kd, &st, col, z, split);
             let (zw, zg) = z.split_at_mut(cout * hw);
             for (c, &b) in bias.iter().enumerate() {
                 let r = c * hw..(c + 1) * hw;
@@ -168,7 +169,7 @@ impl GatedConv {
         let zs = cache.z.as_slice().unwrap();
         let ds = d_out.as_slice().unwrap();
         let mut dx = Array4::<f32>::zeros((n, cin, h, w));
-        let split = column_split(n, hw);
+        let split = row_split(n, hw);
         let acc = dx
             .as_slice_mut()
             .unwrap()
@@ -217,11 +218,11 @@ impl GatedConv {
                     }
                     if k == 1 {
                         // dx = Wst^T dz: [kd = cin, 2cout] x [2cout, hw].
-                        gemm_columns_t(2 * cout, kd, hw, &st, &acc.dz, dxi, split);
+                        gemm_rows_t(2 * cout, kd, &st, &acc.dz, dxi, split);
                     } else {
                         let mut dcol = std::mem::take(&mut acc.dcol);
                         dcol.resize(kd * hw, 0.0);
-                        gemm_columns_t(2 * cout, kd, hw, &st, &acc.dz, &mut dcol, split);
+                        gemm_rows_t(2 * cout, kd, &st, &acc.dz, &mut dcol, split);
                         col2im(&dcol, cin, h, w, k, dxi);
                         acc.dcol = dcol;
                     }
@@ -285,86 +286,50 @@ impl Accum {
     }
 }
 
-/// How many column blocks to split one sample's GEMM into: with fewer samples than workers
-/// (single-image restoration), the pixels are shared out instead.
-fn column_split(n: usize, hw: usize) -> usize {
+/// How many blocks to split one sample's GEMM into: with fewer samples than workers
+/// (single-image restoration), the output rows are shared out instead.
+fn row_split(n: usize, hw: usize) -> usize {
     let t = super::threads();
     if n >= t || hw < 256 {
         1
     } else {
-        t.div_ceil(n).min(hw / 128).max(1)
+        t.div_ceil(n)
     }
 }
 
-/// `c [m, n] = a [m, k] b [k, n]` with the columns of `b` and `c` split into `parts` blocks
-/// computed in parallel (row-major throughout).
-fn gemm_columns(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], parts: usize) {
-    if parts <= 1 {
-        sgemm(m, k, n, 1.0, a, false, b, false, 0.0, c);
+/// `c [m, n] = a [m, k] b [k, n]` (row-major slices), the rows of `c` in `parts` blocks
+/// computed in parallel.
+fn gemm_rows(m: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], parts: usize) {
+    let a = ArrayView2::from_shape((m, k), a).expect("gemm: a");
+    gemm_rows_view(a, b, c, parts);
+}
+
+/// `c [k, n] = a^T b` with `a` stored [m, k] and `b` [m, n], rows of `c` split as in
+/// [`gemm_rows`].
+fn gemm_rows_t(m: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], parts: usize) {
+    let at = ArrayView2::from_shape((m, k), a)
+        .expect("gemm: a")
+        .reversed_axes();
+    gemm_rows_view(at, b, c, parts);
+}
+
+fn gemm_rows_view(a: ArrayView2<'_, f32>, b: &[f32], c: &mut [f32], parts: usize) {
+    let (m, k) = a.dim();
+    let n = c.len() / m.max(1);
+    let b = ArrayView2::from_shape((k, n), b).expect("gemm: b");
+    // Blocks of at least 16 rows, so that each keeps the kernel's register tiles full.
+    let step = m.div_ceil(parts).max(16);
+    if step >= m {
+        let mut cv = ArrayViewMut2::from_shape((m, n), c).expect("gemm: c");
+        general_mat_mul(1.0, &a, &b, 0.0, &mut cv);
         return;
     }
-    let blocks = column_blocks(n, parts);
-    let outs: Vec<Vec<f32>> = blocks
-        .par_iter()
-        .map(|&(lo, hi)| {
-            let w = hi - lo;
-            let mut bb = vec![0.0f32; k * w];
-            for r in 0..k {
-                bb[r * w..(r + 1) * w].copy_from_slice(&b[r * n + lo..r * n + hi]);
-            }
-            let mut cc = vec![0.0f32; m * w];
-            sgemm(m, k, w, 1.0, a, false, &bb, false, 0.0, &mut cc);
-            cc
-        })
-        .collect();
-    scatter_columns(&blocks, &outs, m, n, c);
-}
-
-/// `c [k, n] = a^T b` with `a` stored [m, k] and `b` [m, n], columns split as in
-/// [`gemm_columns`].
-fn gemm_columns_t(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], parts: usize) {
-    if parts <= 1 {
-        sgemm(k, m, n, 1.0, a, true, b, false, 0.0, c);
-        return;
-    }
-    let blocks = column_blocks(n, parts);
-    let outs: Vec<Vec<f32>> = blocks
-        .par_iter()
-        .map(|&(lo, hi)| {
-            let w = hi - lo;
-            let mut bb = vec![0.0f32; m * w];
-            for r in 0..m {
-                bb[r * w..(r + 1) * w].copy_from_slice(&b[r * n + lo..r * n + hi]);
-            }
-            let mut cc = vec![0.0f32; k * w];
-            sgemm(k, m, w, 1.0, a, true, &bb, false, 0.0, &mut cc);
-            cc
-        })
-        .collect();
-    scatter_columns(&blocks, &outs, k, n, c);
-}
-
-fn column_blocks(n: usize, parts: usize) -> Vec<(usize, usize)> {
-    let step = n.div_ceil(parts);
-    (0..parts)
-        .map(|p| (p * step, ((p + 1) * step).min(n)))
-        .filter(|(lo, hi)| lo < hi)
-        .collect()
-}
-
-fn scatter_columns(
-    blocks: &[(usize, usize)],
-    outs: &[Vec<f32>],
-    rows: usize,
-    n: usize,
-    c: &mut [f32],
-) {
-    for (&(lo, hi), cc) in blocks.iter().zip(outs) {
-        let w = hi - lo;
-        for r in 0..rows {
-            c[r * n + lo..r * n + hi].copy_from_slice(&cc[r * w..(r + 1) * w]);
-        }
-    }
+    c.par_chunks_mut(step * n).enumerate().for_each(|(p, cc)| {
+        let rows = cc.len() / n;
+        let ab = a.slice(s![p * step..p * step + rows, ..]);
+        let mut cv = ArrayViewMut2::from_shape((rows, n), cc).expect("gemm: c block");
+        general_mat_mul(1.0, &ab, &b, 0.0, &mut cv);
+    });
 }
 
 /// The im2col matrix of one sample `x` [cin, h, w] for a k x k kernel with zero padding k/2:
