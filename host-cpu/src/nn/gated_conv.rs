@@ -2,11 +2,12 @@
 //! ONE sigmoid, the bias on the main path only. Both convolutions are one SGEMM per sample:
 //! `[W; G]` stacked as 2*cout rows times the im2col matrix of the input.
 
-use super::gemm::sgemm;
+use super::gemm::{gemm_rows, gemm_rows_t, row_split, sgemm};
+use super::im2col::{col2im, im2col};
+use super::silu::sigmoid;
 use super::{accumulate, param_index};
 use crate::params::ParamStore;
-use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array4, ArrayView2, ArrayViewMut2};
+use ndarray::Array4;
 use rayon::prelude::*;
 
 /// A gated convolution and the indices of its `weight`, `gate` and `bias` in the store.
@@ -26,11 +27,6 @@ pub struct GatedConv {
 pub struct GatedConvCache {
     x: Array4<f32>,
     z: Array4<f32>,
-}
-
-#[inline]
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 impl GatedConv {
@@ -283,160 +279,5 @@ impl Accum {
     fn col_for(&mut self, len: usize) -> &mut [f32] {
         self.col.resize(len, 0.0);
         &mut self.col
-    }
-}
-
-/// How many blocks to split one sample's GEMM into: with fewer samples than workers
-/// (single-image restoration), the output rows are shared out instead.
-fn row_split(n: usize, hw: usize) -> usize {
-    let t = super::threads();
-    if n >= t || hw < 256 {
-        1
-    } else {
-        t.div_ceil(n)
-    }
-}
-
-/// `c [m, n] = a [m, k] b [k, n]` (row-major slices), the rows of `c` in `parts` blocks
-/// computed in parallel.
-fn gemm_rows(m: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], parts: usize) {
-    let a = ArrayView2::from_shape((m, k), a).expect("gemm: a");
-    gemm_rows_view(a, b, c, parts);
-}
-
-/// `c [k, n] = a^T b` with `a` stored [m, k] and `b` [m, n], rows of `c` split as in
-/// [`gemm_rows`].
-fn gemm_rows_t(m: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], parts: usize) {
-    let at = ArrayView2::from_shape((m, k), a)
-        .expect("gemm: a")
-        .reversed_axes();
-    gemm_rows_view(at, b, c, parts);
-}
-
-fn gemm_rows_view(a: ArrayView2<'_, f32>, b: &[f32], c: &mut [f32], parts: usize) {
-    let (m, k) = a.dim();
-    let n = c.len() / m.max(1);
-    let b = ArrayView2::from_shape((k, n), b).expect("gemm: b");
-    // Blocks of at least 16 rows, so that each keeps the kernel's register tiles full.
-    let step = m.div_ceil(parts).max(16);
-    if step >= m {
-        let mut cv = ArrayViewMut2::from_shape((m, n), c).expect("gemm: c");
-        general_mat_mul(1.0, &a, &b, 0.0, &mut cv);
-        return;
-    }
-    c.par_chunks_mut(step * n).enumerate().for_each(|(p, cc)| {
-        let rows = cc.len() / n;
-        let ab = a.slice(s![p * step..p * step + rows, ..]);
-        let mut cv = ArrayViewMut2::from_shape((rows, n), cc).expect("gemm: c block");
-        general_mat_mul(1.0, &ab, &b, 0.0, &mut cv);
-    });
-}
-
-/// The im2col matrix of one sample `x` [cin, h, w] for a k x k kernel with zero padding k/2:
-/// `col[(c k + ky) k + kx, y w + x] = x[c, y + ky - k/2, x + kx - k/2]` (0 outside).
-pub(crate) fn im2col(x: &[f32], cin: usize, h: usize, w: usize, k: usize, col: &mut [f32]) {
-    let p = k / 2;
-    let hw = h * w;
-    for c in 0..cin {
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = &mut col[((c * k + ky) * k + kx) * hw..][..hw];
-                // Valid output columns: 0 <= ox + kx - p < w.
-                let lo = p.saturating_sub(kx);
-                let hi = (w + p).saturating_sub(kx).min(w);
-                for oy in 0..h {
-                    let dst = &mut row[oy * w..(oy + 1) * w];
-                    let iy = oy as isize + ky as isize - p as isize;
-                    if iy < 0 || iy >= h as isize || lo >= hi {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src = &x[c * hw + iy as usize * w..][..w];
-                    dst[..lo].fill(0.0);
-                    dst[hi..].fill(0.0);
-                    dst[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
-                }
-            }
-        }
-    }
-}
-
-/// The adjoint of [`im2col`]: `dx[c, iy, ix] += dcol[row, oy w + ox]` over every use.
-/// `dx` is overwritten.
-pub(crate) fn col2im(dcol: &[f32], cin: usize, h: usize, w: usize, k: usize, dx: &mut [f32]) {
-    let p = k / 2;
-    let hw = h * w;
-    dx.fill(0.0);
-    for c in 0..cin {
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = &dcol[((c * k + ky) * k + kx) * hw..][..hw];
-                let lo = p.saturating_sub(kx);
-                let hi = (w + p).saturating_sub(kx).min(w);
-                if lo >= hi {
-                    continue;
-                }
-                for oy in 0..h {
-                    let iy = oy as isize + ky as isize - p as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    let dst = &mut dx[c * hw + iy as usize * w..][..w];
-                    let src = &row[oy * w..(oy + 1) * w];
-                    for (d, &s) in dst[lo + kx - p..hi + kx - p].iter_mut().zip(&src[lo..hi]) {
-                        *d += s;
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// im2col of a 1-channel 2x2 image for k = 3, written out by hand.
-    #[test]
-    fn im2col_by_hand() {
-        // x = [[1, 2], [3, 4]]. Row (ky, kx) holds x[oy + ky - 1, ox + kx - 1] for the 4
-        // outputs (0,0), (0,1), (1,0), (1,1).
-        let x = [1.0, 2.0, 3.0, 4.0];
-        let mut col = [9.0f32; 36];
-        im2col(&x, 1, 2, 2, 3, &mut col);
-        let want: [[f32; 4]; 9] = [
-            [0.0, 0.0, 0.0, 1.0], // (-1,-1)
-            [0.0, 0.0, 1.0, 2.0], // (-1, 0)
-            [0.0, 0.0, 2.0, 0.0], // (-1,+1)
-            [0.0, 1.0, 0.0, 3.0], // ( 0,-1)
-            [1.0, 2.0, 3.0, 4.0], // ( 0, 0)
-            [2.0, 0.0, 4.0, 0.0], // ( 0,+1)
-            [0.0, 3.0, 0.0, 0.0], // (+1,-1)
-            [3.0, 4.0, 0.0, 0.0], // (+1, 0)
-            [4.0, 0.0, 0.0, 0.0], // (+1,+1)
-        ];
-        for (r, w) in want.iter().enumerate() {
-            assert_eq!(&col[r * 4..r * 4 + 4], w, "row {r}");
-        }
-    }
-
-    /// col2im is the adjoint of im2col: <im2col(x), c> = <x, col2im(c)> for any x, c.
-    #[test]
-    fn col2im_is_adjoint_of_im2col() {
-        let (cin, h, w, k) = (2, 3, 4, 3);
-        let x: Vec<f32> = (0..cin * h * w)
-            .map(|i| ((i * 7) % 11) as f32 - 5.0)
-            .collect();
-        let c: Vec<f32> = (0..cin * k * k * h * w)
-            .map(|i| ((i * 5) % 13) as f32 - 6.0)
-            .collect();
-        let mut col = vec![0.0; c.len()];
-        im2col(&x, cin, h, w, k, &mut col);
-        let mut dx = vec![0.0; x.len()];
-        col2im(&c, cin, h, w, k, &mut dx);
-        let lhs: f32 = col.iter().zip(&c).map(|(a, b)| a * b).sum();
-        let rhs: f32 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
-        // Integer-valued terms well inside f32's exact range: equality is exact.
-        assert_eq!(lhs, rhs);
     }
 }

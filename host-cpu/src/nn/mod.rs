@@ -8,6 +8,7 @@ pub mod embedding;
 pub mod gated_conv;
 pub mod gemm;
 pub mod group_norm;
+pub mod im2col;
 pub mod linear;
 pub mod resample;
 pub mod resblock;
