@@ -358,6 +358,52 @@ impl UNet {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+    use ambient_core::AmbientRng;
+
+    /// The gradients are the same bits whatever the number of threads (the batch is split
+    /// the same way for any pool), so training runs reproduce exactly.
+    #[test]
+    fn backward_is_deterministic_across_thread_counts() {
+        let cfg = UNetConfig {
+            img_channels: 1,
+            img_resolution: 8,
+            ch: 8,
+            mult: vec![1, 2],
+            blocks: 1,
+            groups: 4,
+            sigma_data: 0.5,
+        };
+        let net = UNet::new(&cfg).unwrap();
+        let mut rng = AmbientRng::new(5);
+        let mut params = ParamStore::zeros(net.layout());
+        for p in params.params.iter_mut() {
+            p.data.iter_mut().for_each(|v| *v = 0.3 * rng.normal());
+        }
+        let mut f_in = Array4::<f32>::zeros((11, 2, 8, 8));
+        f_in.iter_mut().for_each(|v| *v = rng.normal());
+        let c_noise: Vec<f32> = (0..11).map(|i| 0.1 * i as f32 - 0.5).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let (f, cache) = net.forward(&params, &f_in, &c_noise);
+                let mut grads = params.zeros_like();
+                let d_in = net.backward(&params, &cache, &f, &mut grads);
+                (f, d_in, grads)
+            })
+        };
+        let one = run(1);
+        for t in [2, 3] {
+            assert!(run(t) == one, "{t} threads differ from 1");
+        }
+    }
+}
+
+#[cfg(test)]
 mod bench {
     use super::*;
     use crate::init::init_params;

@@ -166,77 +166,83 @@ impl GatedConv {
         let ds = d_out.as_slice().unwrap();
         let mut dx = Array4::<f32>::zeros((n, cin, h, w));
         let split = row_split(n, hw);
-        let acc = dx
+        // One sample: dz = [dL/dzw; dL/dzg], the parameter gradients, dx.
+        let one = |acc: &mut Accum, i: usize, dxi: &mut [f32]| {
+            let r = i * cout * hw..(i + 1) * cout * hw;
+            let (zw, sg) = zs[2 * r.start..2 * r.end].split_at(cout * hw);
+            let (dzw, dzg) = acc.dz_for(2 * cout * hw).split_at_mut(cout * hw);
+            for (((dw, dg), &d), (&a, &s)) in dzw
+                .iter_mut()
+                .zip(dzg.iter_mut())
+                .zip(&ds[r.clone()])
+                .zip(zw.iter().zip(sg))
+            {
+                *dw = d * s;
+                *dg = d * a * s * (1.0 - s);
+            }
+            if want_grads {
+                for c in 0..cout {
+                    let row = &ds[r.start + c * hw..r.start + (c + 1) * hw];
+                    acc.db[c] += row.iter().map(|&v| v as f64).sum::<f64>();
+                }
+                let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
+                let col: &[f32] = if k == 1 {
+                    xi
+                } else {
+                    im2col(xi, cin, h, w, k, acc.col_for(kd * hw));
+                    &acc.col
+                };
+                // dWst += dz col^T: [2cout, hw] x [hw, kd].
+                sgemm(
+                    2 * cout,
+                    hw,
+                    kd,
+                    1.0,
+                    &acc.dz,
+                    false,
+                    col,
+                    true,
+                    1.0,
+                    &mut acc.dw,
+                );
+            }
+            if k == 1 {
+                // dx = Wst^T dz: [kd = cin, 2cout] x [2cout, hw].
+                gemm_rows_t(2 * cout, kd, &st, &acc.dz, dxi, split);
+            } else {
+                let mut dcol = std::mem::take(&mut acc.dcol);
+                dcol.resize(kd * hw, 0.0);
+                gemm_rows_t(2 * cout, kd, &st, &acc.dz, &mut dcol, split);
+                col2im(&dcol, cin, h, w, k, dxi);
+                acc.dcol = dcol;
+            }
+        };
+        // A fixed split of the batch (it depends on N only), each part summed in sample
+        // order and the parts in order: the gradients are the same bits on every run and
+        // for any number of threads.
+        let chunk = n.div_ceil(GRAD_PARTS).max(1);
+        let parts: Vec<Accum> = dx
             .as_slice_mut()
             .unwrap()
-            .par_chunks_mut(cin * hw)
+            .par_chunks_mut(chunk * cin * hw)
             .enumerate()
-            .fold(
-                || Accum::new(want_grads, 2 * cout * kd, cout),
-                |mut acc, (i, dxi)| {
-                    let r = i * cout * hw..(i + 1) * cout * hw;
-                    let (zw, sg) = zs[2 * r.start..2 * r.end].split_at(cout * hw);
-                    let (dzw, dzg) = acc.dz_for(2 * cout * hw).split_at_mut(cout * hw);
-                    for (((dw, dg), &d), (&a, &s)) in dzw
-                        .iter_mut()
-                        .zip(dzg.iter_mut())
-                        .zip(&ds[r.clone()])
-                        .zip(zw.iter().zip(sg))
-                    {
-                        *dw = d * s;
-                        *dg = d * a * s * (1.0 - s);
-                    }
-                    if want_grads {
-                        for c in 0..cout {
-                            let row = &ds[r.start + c * hw..r.start + (c + 1) * hw];
-                            acc.db[c] += row.iter().map(|&v| v as f64).sum::<f64>();
-                        }
-                        let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
-                        let col: &[f32] = if k == 1 {
-                            xi
-                        } else {
-                            im2col(xi, cin, h, w, k, acc.col_for(kd * hw));
-                            &acc.col
-                        };
-                        // dWst += dz col^T: [2cout, hw] x [hw, kd].
-                        sgemm(
-                            2 * cout,
-                            hw,
-                            kd,
-                            1.0,
-                            &acc.dz,
-                            false,
-                            col,
-                            true,
-                            1.0,
-                            &mut acc.dw,
-                        );
-                    }
-                    if k == 1 {
-                        // dx = Wst^T dz: [kd = cin, 2cout] x [2cout, hw].
-                        gemm_rows_t(2 * cout, kd, &st, &acc.dz, dxi, split);
-                    } else {
-                        let mut dcol = std::mem::take(&mut acc.dcol);
-                        dcol.resize(kd * hw, 0.0);
-                        gemm_rows_t(2 * cout, kd, &st, &acc.dz, &mut dcol, split);
-                        col2im(&dcol, cin, h, w, k, dxi);
-                        acc.dcol = dcol;
-                    }
-                    acc
-                },
-            )
-            .map(|a| (a.dw, a.db))
-            .reduce(
-                || (Vec::new(), Vec::new()),
-                |(mut a, mut ab), (b, bb)| {
-                    if a.is_empty() {
-                        return (b, bb);
-                    }
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    ab.iter_mut().zip(&bb).for_each(|(x, y)| *x += y);
-                    (a, ab)
-                },
-            );
+            .map(|(p, dxc)| {
+                let mut acc = Accum::new(want_grads, 2 * cout * kd, cout);
+                for (j, dxi) in dxc.chunks_mut(cin * hw).enumerate() {
+                    one(&mut acc, p * chunk + j, dxi);
+                }
+                acc
+            })
+            .collect();
+        let mut parts = parts.into_iter().map(|a| (a.dw, a.db));
+        let acc = parts.next().map(|first| {
+            parts.fold(first, |(mut a, mut ab), (b, bb)| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                ab.iter_mut().zip(&bb).for_each(|(x, y)| *x += y);
+                (a, ab)
+            })
+        });
+        let acc = acc.unwrap_or_default();
         if want_grads && !acc.0.is_empty() {
             let half = cout * kd;
             accumulate(&mut grads, self.weight, &acc.0[..half]);
@@ -248,7 +254,10 @@ impl GatedConv {
     }
 }
 
-/// Per-worker scratch and gradient sums of the backward pass.
+/// Parts the batch is split into for the parameter gradients of the backward pass.
+const GRAD_PARTS: usize = 8;
+
+/// Scratch and gradient sums of one part of the batch in the backward pass.
 struct Accum {
     dw: Vec<f32>,
     db: Vec<f64>,
