@@ -11,7 +11,6 @@ use crate::nn::resample::{
     avg_pool_2x2, avg_pool_2x2_backward, upsample_nearest_2x, upsample_nearest_2x_backward,
 };
 use crate::nn::resblock::{ResBlock, ResBlockCache};
-use crate::nn::silu::{silu, silu_backward};
 use crate::params::{spec_layout, ParamStore};
 use ndarray::{Array2, Array4};
 
@@ -43,7 +42,6 @@ pub struct ForwardCache {
     /// Per level: channels of `x` before `concat[x, skip_l]`.
     cat_channels: Vec<usize>,
     out_norm: GroupNormCache,
-    out_pre: Array4<f32>,
     out_conv: GatedConvCache,
 }
 
@@ -258,11 +256,11 @@ impl UNet {
             }
         }
         if !keep {
-            let a = silu(&self.out_norm.forward_inference(params, &x));
+            let a = self.out_norm.forward_silu_inference(params, &x);
             return (self.out_conv.forward_inference(params, &a), None);
         }
-        let (out_pre, out_norm) = self.out_norm.forward(params, &x);
-        let (f, out_conv) = self.out_conv.forward_owned(params, silu(&out_pre));
+        let (a, out_norm) = self.out_norm.forward_silu(params, &x);
+        let (f, out_conv) = self.out_conv.forward_owned(params, a);
         let cache = ForwardCache {
             emb: emb_cache,
             in_conv: in_cache.expect("kept"),
@@ -271,7 +269,6 @@ impl UNet {
             dec: dec_caches,
             cat_channels,
             out_norm,
-            out_pre,
             out_conv,
         };
         (f, Some(cache))
@@ -310,13 +307,12 @@ impl UNet {
         mut grads: Option<&mut ParamStore>,
     ) -> Array4<f32> {
         let levels = self.cfg.mult.len();
-        let d_pre = self
+        let d_a = self
             .out_conv
             .backward(params, &cache.out_conv, d_f, grads.as_deref_mut());
-        let d_pre = silu_backward(&cache.out_pre, &d_pre);
-        let mut d = self
-            .out_norm
-            .backward(params, &cache.out_norm, &d_pre, grads.as_deref_mut());
+        let mut d =
+            self.out_norm
+                .backward_silu(params, &cache.out_norm, &d_a, grads.as_deref_mut());
         let n = d.dim().0;
         let mut d_emb = Array2::<f32>::zeros((n, 4 * self.cfg.ch));
         let mut d_skips: Vec<Array4<f32>> = Vec::with_capacity(levels);

@@ -8,7 +8,6 @@
 use super::gated_conv::{GatedConv, GatedConvCache};
 use super::group_norm::{GroupNorm, GroupNormCache};
 use super::linear::Linear;
-use super::silu::{silu, silu_backward};
 use crate::params::ParamStore;
 use ndarray::{Array2, Array4, Zip};
 use rayon::prelude::*;
@@ -30,11 +29,9 @@ pub struct ResBlock {
 #[derive(Debug, Clone)]
 pub struct ResBlockCache {
     n1: GroupNormCache,
-    pre1: Array4<f32>,
     c1: GatedConvCache,
     emb: Array2<f32>,
     n2: GroupNormCache,
-    pre2: Array4<f32>,
     c2: GatedConvCache,
     skip: Option<GatedConvCache>,
 }
@@ -80,12 +77,12 @@ impl ResBlock {
         x: &Array4<f32>,
         emb: &Array2<f32>,
     ) -> (Array4<f32>, ResBlockCache) {
-        let (pre1, n1) = self.norm1.forward(params, x);
-        let (mut h, c1) = self.conv1.forward_owned(params, silu(&pre1));
+        let (a1, n1) = self.norm1.forward_silu(params, x);
+        let (mut h, c1) = self.conv1.forward_owned(params, a1);
         add_per_channel(&mut h, &self.emb_proj.forward(params, emb));
-        let (pre2, n2) = self.norm2.forward(params, &h);
+        let (a2, n2) = self.norm2.forward_silu(params, &h);
         drop(h);
-        let (mut out, c2) = self.conv2.forward_owned(params, silu(&pre2));
+        let (mut out, c2) = self.conv2.forward_owned(params, a2);
         let skip = match &self.skip {
             Some(conv) => {
                 let (s, sc) = conv.forward(params, x);
@@ -99,11 +96,9 @@ impl ResBlock {
         };
         let cache = ResBlockCache {
             n1,
-            pre1,
             c1,
             emb: emb.clone(),
             n2,
-            pre2,
             c2,
             skip,
         };
@@ -117,11 +112,11 @@ impl ResBlock {
         x: &Array4<f32>,
         emb: &Array2<f32>,
     ) -> Array4<f32> {
-        let a1 = silu(&self.norm1.forward_inference(params, x));
+        let a1 = self.norm1.forward_silu_inference(params, x);
         let mut h = self.conv1.forward_inference(params, &a1);
         drop(a1);
         add_per_channel(&mut h, &self.emb_proj.forward(params, emb));
-        let a2 = silu(&self.norm2.forward_inference(params, &h));
+        let a2 = self.norm2.forward_silu_inference(params, &h);
         drop(h);
         let mut out = self.conv2.forward_inference(params, &a2);
         match &self.skip {
@@ -146,12 +141,10 @@ impl ResBlock {
         let d_a2 = self
             .conv2
             .backward(params, &cache.c2, &d, grads.as_deref_mut());
-        let d_pre2 = silu_backward(&cache.pre2, &d_a2);
-        drop(d_a2);
         let d_h = self
             .norm2
-            .backward(params, &cache.n2, &d_pre2, grads.as_deref_mut());
-        drop(d_pre2);
+            .backward_silu(params, &cache.n2, &d_a2, grads.as_deref_mut());
+        drop(d_a2);
         let (n, c, h, w) = d_h.dim();
         let d_e = Array2::from_shape_vec(
             (n, c),
@@ -170,11 +163,10 @@ impl ResBlock {
             .conv1
             .backward(params, &cache.c1, &d_h, grads.as_deref_mut());
         drop(d_h);
-        let d_pre1 = silu_backward(&cache.pre1, &d_a1);
-        drop(d_a1);
         let mut dx = self
             .norm1
-            .backward(params, &cache.n1, &d_pre1, grads.as_deref_mut());
+            .backward_silu(params, &cache.n1, &d_a1, grads.as_deref_mut());
+        drop(d_a1);
         match (&self.skip, &cache.skip) {
             (Some(conv), Some(sc)) => {
                 let ds = conv.backward(params, sc, &d, grads);
