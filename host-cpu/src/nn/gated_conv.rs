@@ -107,7 +107,7 @@ impl GatedConv {
         let st = self.stacked(params);
         let bias = &params.params[self.bias].data;
         let xs = x.as_slice().expect("standard layout");
-        let split = row_split(n, hw);
+        let split = row_split(n);
         let mut out = Array4::<f32>::zeros((n, cout, h, w));
         let outs = out.as_slice_mut().unwrap().par_chunks_mut(cout * hw);
         // One sample: GEMM into z, then the gate in place and the output.
@@ -165,7 +165,7 @@ impl GatedConv {
         let zs = cache.z.as_slice().unwrap();
         let ds = d_out.as_slice().unwrap();
         let mut dx = Array4::<f32>::zeros((n, cin, h, w));
-        let split = row_split(n, hw);
+        let split = row_split(n);
         // One sample: dz = [dL/dzw; dL/dzg], the parameter gradients, dx.
         let one = |acc: &mut Accum, i: usize, dxi: &mut [f32]| {
             let r = i * cout * hw..(i + 1) * cout * hw;

@@ -42,13 +42,8 @@ pub fn sgemm(
 
 /// How many blocks to split one sample's GEMM into: with fewer samples than workers
 /// (single-image restoration), the output rows are shared out instead.
-pub(crate) fn row_split(n: usize, hw: usize) -> usize {
-    let t = super::threads();
-    if n >= t || hw < 256 {
-        1
-    } else {
-        t.div_ceil(n)
-    }
+pub(crate) fn row_split(n: usize) -> usize {
+    super::threads().div_ceil(n.max(1))
 }
 
 /// `c [m, n] = a [m, k] b [k, n]` (row-major slices), the rows of `c` in `parts` blocks
@@ -71,9 +66,10 @@ fn gemm_rows_view(a: ArrayView2<'_, f32>, b: &[f32], c: &mut [f32], parts: usize
     let (m, k) = a.dim();
     let n = c.len() / m.max(1);
     let b = ArrayView2::from_shape((k, n), b).expect("gemm: b");
-    // Blocks of at least 16 rows, so that each keeps the kernel's register tiles full.
+    // Blocks of at least 16 rows, so that each keeps the kernel's register tiles full, and
+    // no split below 2^18 multiply-adds, where the fork would cost more than it saves.
     let step = m.div_ceil(parts).max(16);
-    if step >= m {
+    if step >= m || m * k * n < 1 << 18 {
         let mut cv = ArrayViewMut2::from_shape((m, n), c).expect("gemm: c");
         general_mat_mul(1.0, &a, &b, 0.0, &mut cv);
         return;
