@@ -30,6 +30,20 @@ pub struct GroupNormCache {
     silu: bool,
 }
 
+/// `sum f(x_i)` in f32 over 8 interleaved partial sums, which the compiler can keep in one
+/// vector register (a single running sum is a serial dependency it may not reorder).
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|&v| f(v)).sum::<f32>()
+}
+
 impl GroupNorm {
     /// The layer `{prefix}.weight/bias` of `layout`; `groups` must divide `channels`.
     pub fn new(
@@ -95,13 +109,13 @@ impl GroupNorm {
             // Two passes; per channel in f32 (hw terms), across channels in f64.
             let mean = src
                 .chunks(hw)
-                .map(|c| c.iter().sum::<f32>() as f64)
+                .map(|c| lane_sum(c, |v| v) as f64)
                 .sum::<f64>()
                 / glen as f64;
             let m = mean as f32;
             let var = src
                 .chunks(hw)
-                .map(|c| c.iter().map(|&v| (v - m) * (v - m)).sum::<f32>() as f64)
+                .map(|c| lane_sum(c, |v| (v - m) * (v - m)) as f64)
                 .sum::<f64>()
                 / glen as f64;
             let r = (1.0 / (var + GN_EPS).sqrt()) as f32;
