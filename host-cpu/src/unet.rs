@@ -131,8 +131,8 @@ impl UNet {
         Ok(())
     }
 
-    /// Checks an input: `f_in` [N, 2C, H, W] with H and W divisible by 2^(L-1), and one
-    /// finite `c_noise` per sample.
+    /// Checks an input: `f_in` [N, 2C, H, W] with N > 0, H and W positive multiples of
+    /// 2^(L-1), and one finite `c_noise` per sample.
     pub fn check_input(&self, f_in: &Array4<f32>, c_noise: &[f32]) -> Result<(), String> {
         let (n, c, h, w) = f_in.dim();
         let div = 1usize << (self.cfg.mult.len() - 1);
@@ -146,6 +146,9 @@ impl UNet {
             return Err(format!(
                 "image size {h}x{w} is not a positive multiple of {div}"
             ));
+        }
+        if n == 0 {
+            return Err("empty batch".into());
         }
         if c_noise.len() != n {
             return Err(format!("{} noise levels for {n} samples", c_noise.len()));
@@ -190,7 +193,8 @@ impl UNet {
         self.run(params, f_in, c_noise, false).0
     }
 
-    /// The noise embedding after the second SiLU, [N, 4ch].
+    /// The noise embedding after the second SiLU, [N, 4ch]. Panics on parameters that
+    /// [`UNet::check_params`] rejects.
     pub fn embedding(&self, params: &ParamStore, c_noise: &[f32]) -> Array2<f32> {
         if let Err(e) = self.check_params(params) {
             panic!("UNet: {e}");
