@@ -5,6 +5,7 @@
 
 pub mod concat;
 pub mod embedding;
+pub mod exp;
 pub mod gated_conv;
 pub mod gemm;
 pub mod group_norm;
