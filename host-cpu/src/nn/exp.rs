@@ -16,6 +16,7 @@ const ROUND_BITS: u32 = 0x4B40_0000;
 /// NaN gives NaN. Only comparisons, selects, float and integer arithmetic: no branches and no
 /// float-to-int conversion, so loops over it vectorise.
 #[inline(always)]
+#[allow(clippy::manual_clamp)] // f32::clamp's NaN handling kept the loops scalar
 pub fn exp_f32(x: f32) -> f32 {
     let x = if x < -87.0 {
         -87.0
@@ -34,7 +35,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5; // Cephes' 5.0000001201e-1, which rounds to 0.5 in f32
     let e = p * r * r + r + 1.0;
     e * scale
 }
