@@ -254,7 +254,8 @@ impl GatedConv {
     }
 }
 
-/// Parts the batch is split into for the parameter gradients of the backward pass.
+/// Parts the batch is split into for the parameter gradients of the backward pass (at most
+/// this many workers share a convolution's backward pass; each part holds one copy of dW).
 const GRAD_PARTS: usize = 8;
 
 /// Scratch and gradient sums of one part of the batch in the backward pass.
