@@ -66,8 +66,12 @@ pub fn check_denoise_input(
             "{s} is not positive and finite"
         )));
     }
-    let probe = Array4::<f32>::zeros((0, 2 * c, h, w));
-    net.check_input(&probe, &[]).map_err(DenoiseError::Shape)
+    if n == 0 {
+        return Err(DenoiseError::Shape("empty batch".into()));
+    }
+    // The network's own check of the spatial size, on a one-sample probe.
+    let probe = Array4::<f32>::zeros((1, 2 * c, h, w));
+    net.check_input(&probe, &[0.0]).map_err(DenoiseError::Shape)
 }
 
 fn assert_input(net: &UNet, params: &ParamStore, y: &Array4<f32>, m: &Array4<f32>, s: &[f32]) {
@@ -337,6 +341,8 @@ mod tests {
                 ))
             );
         }
+        let empty = NdTensor(Array4::zeros((0, 1, 4, 4)));
+        assert!(den.denoise(&empty, &empty, 1.0, &mut out).is_err());
         let small = NdTensor(Array4::zeros((2, 1, 3, 3)));
         assert!(den.denoise(&small, &small, 1.0, &mut out).is_err());
         let mut wrong_out = NdTensor(Array4::zeros((1, 1, 4, 4)));

@@ -11,7 +11,6 @@ use crate::nn::resample::{
     avg_pool_2x2, avg_pool_2x2_backward, upsample_nearest_2x, upsample_nearest_2x_backward,
 };
 use crate::nn::resblock::{ResBlock, ResBlockCache};
-use crate::nn::silu::{silu, silu_backward};
 use crate::params::{spec_layout, ParamStore};
 use ndarray::{Array2, Array4};
 
@@ -43,7 +42,6 @@ pub struct ForwardCache {
     /// Per level: channels of `x` before `concat[x, skip_l]`.
     cat_channels: Vec<usize>,
     out_norm: GroupNormCache,
-    out_pre: Array4<f32>,
     out_conv: GatedConvCache,
 }
 
@@ -136,8 +134,8 @@ impl UNet {
         Ok(())
     }
 
-    /// Checks an input: `f_in` [N, 2C, H, W] with H and W divisible by 2^(L-1), and one
-    /// finite `c_noise` per sample.
+    /// Checks an input: `f_in` [N, 2C, H, W] with N > 0, H and W positive multiples of
+    /// 2^(L-1), and one finite `c_noise` per sample.
     pub fn check_input(&self, f_in: &Array4<f32>, c_noise: &[f32]) -> Result<(), String> {
         let (n, c, h, w) = f_in.dim();
         let div = 1usize << (self.cfg.mult.len() - 1);
@@ -151,6 +149,9 @@ impl UNet {
             return Err(format!(
                 "image size {h}x{w} is not a positive multiple of {div}"
             ));
+        }
+        if n == 0 {
+            return Err("empty batch".into());
         }
         if c_noise.len() != n {
             return Err(format!("{} noise levels for {n} samples", c_noise.len()));
@@ -195,7 +196,8 @@ impl UNet {
         self.run(params, f_in, c_noise, false).0
     }
 
-    /// The noise embedding after the second SiLU, [N, 4ch].
+    /// The noise embedding after the second SiLU, [N, 4ch]. Panics on parameters that
+    /// [`UNet::check_params`] rejects.
     pub fn embedding(&self, params: &ParamStore, c_noise: &[f32]) -> Array2<f32> {
         if let Err(e) = self.check_params(params) {
             panic!("UNet: {e}");
@@ -212,19 +214,28 @@ impl UNet {
     ) -> (Array4<f32>, Option<ForwardCache>) {
         let levels = self.cfg.mult.len();
         let (emb, emb_cache) = self.emb.forward(params, c_noise);
-        let (mut x, in_cache) = self.in_conv.forward(params, f_in);
-        fn keep_if<T>(keep: bool, c: T) -> Option<T> {
-            keep.then_some(c)
-        }
-        let in_cache = keep_if(keep, in_cache);
+        let block = |b: &ResBlock, x: &Array4<f32>| {
+            if keep {
+                let (y, c) = b.forward(params, x, &emb);
+                (y, Some(c))
+            } else {
+                (b.forward_inference(params, x, &emb), None)
+            }
+        };
+        let (mut x, in_cache) = if keep {
+            let (y, c) = self.in_conv.forward(params, f_in);
+            (y, Some(c))
+        } else {
+            (self.in_conv.forward_inference(params, f_in), None)
+        };
         let mut enc_caches = Vec::new();
         let mut skips = Vec::new();
         for l in 0..levels {
             let mut caches = Vec::new();
-            for block in &self.enc[l] {
-                let (y, c) = block.forward(params, &x, &emb);
+            for b in &self.enc[l] {
+                let (y, c) = block(b, &x);
                 x = y;
-                caches.extend(keep_if(keep, c));
+                caches.extend(c);
             }
             enc_caches.push(caches);
             if l < levels - 1 {
@@ -235,27 +246,29 @@ impl UNet {
                 skips.push(x.clone());
             }
         }
-        let (y, mid_cache) = self.mid.forward(params, &x, &emb);
+        let (y, mid_cache) = block(&self.mid, &x);
         x = y;
-        let mid_cache = keep_if(keep, mid_cache);
         let mut dec_caches: Vec<Vec<ResBlockCache>> = vec![Vec::new(); levels];
         let mut cat_channels = vec![0; levels];
         for l in (0..levels).rev() {
             cat_channels[l] = x.dim().1;
-            x = concat_channels(&x, &skips[l]);
-            skips.pop();
-            for block in &self.dec[l] {
-                let (y, c) = block.forward(params, &x, &emb);
+            x = concat_channels(&x, &skips.pop().expect("one skip per level"));
+            for b in &self.dec[l] {
+                let (y, c) = block(b, &x);
                 x = y;
-                dec_caches[l].extend(keep_if(keep, c));
+                dec_caches[l].extend(c);
             }
             if l > 0 {
                 x = upsample_nearest_2x(&x);
             }
         }
-        let (out_pre, out_norm) = self.out_norm.forward(params, &x);
-        let (f, out_conv) = self.out_conv.forward_owned(params, silu(&out_pre));
-        let cache = keep.then(|| ForwardCache {
+        if !keep {
+            let a = self.out_norm.forward_silu_inference(params, &x);
+            return (self.out_conv.forward_inference(params, &a), None);
+        }
+        let (a, out_norm) = self.out_norm.forward_silu(params, &x);
+        let (f, out_conv) = self.out_conv.forward_owned(params, a);
+        let cache = ForwardCache {
             emb: emb_cache,
             in_conv: in_cache.expect("kept"),
             enc: enc_caches,
@@ -263,10 +276,9 @@ impl UNet {
             dec: dec_caches,
             cat_channels,
             out_norm,
-            out_pre,
             out_conv,
-        });
-        (f, cache)
+        };
+        (f, Some(cache))
     }
 
     /// Accumulates dL/dparams into `grads` (same layout as the parameters) and returns
@@ -302,13 +314,12 @@ impl UNet {
         mut grads: Option<&mut ParamStore>,
     ) -> Array4<f32> {
         let levels = self.cfg.mult.len();
-        let d_pre = self
+        let d_a = self
             .out_conv
             .backward(params, &cache.out_conv, d_f, grads.as_deref_mut());
-        let d_pre = silu_backward(&cache.out_pre, &d_pre);
-        let mut d = self
-            .out_norm
-            .backward(params, &cache.out_norm, &d_pre, grads.as_deref_mut());
+        let mut d =
+            self.out_norm
+                .backward_silu(params, &cache.out_norm, &d_a, grads.as_deref_mut());
         let n = d.dim().0;
         let mut d_emb = Array2::<f32>::zeros((n, 4 * self.cfg.ch));
         let mut d_skips: Vec<Array4<f32>> = Vec::with_capacity(levels);
@@ -350,11 +361,69 @@ impl UNet {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+    use ambient_core::AmbientRng;
+
+    /// The gradients are the same bits whatever the number of threads (the batch is split
+    /// the same way for any pool), so training runs reproduce exactly.
+    #[test]
+    fn backward_is_deterministic_across_thread_counts() {
+        let cfg = UNetConfig {
+            img_channels: 1,
+            img_resolution: 8,
+            ch: 8,
+            mult: vec![1, 2],
+            blocks: 1,
+            groups: 4,
+            sigma_data: 0.5,
+        };
+        let net = UNet::new(&cfg).unwrap();
+        let mut rng = AmbientRng::new(5);
+        let mut params = ParamStore::zeros(net.layout());
+        for p in params.params.iter_mut() {
+            p.data.iter_mut().for_each(|v| *v = 0.3 * rng.normal());
+        }
+        let mut f_in = Array4::<f32>::zeros((11, 2, 8, 8));
+        f_in.iter_mut().for_each(|v| *v = rng.normal());
+        let c_noise: Vec<f32> = (0..11).map(|i| 0.1 * i as f32 - 0.5).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let (f, cache) = net.forward(&params, &f_in, &c_noise);
+                let mut grads = params.zeros_like();
+                let d_in = net.backward(&params, &cache, &f, &mut grads);
+                (f, d_in, grads)
+            })
+        };
+        let one = run(1);
+        for t in [2, 3] {
+            assert!(run(t) == one, "{t} threads differ from 1");
+        }
+    }
+}
+
+#[cfg(test)]
 mod bench {
     use super::*;
     use crate::init::init_params;
     use ambient_core::AmbientRng;
     use std::time::Instant;
+
+    /// User + system CPU time of this process (all threads), from /proc/self/stat.
+    fn process_cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<f64> = after
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        // Fields 14 and 15 (utime, stime) are 11 and 12 after the command name; 100 ticks/s.
+        (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+    }
 
     /// Rough timings of the spec configuration (run in release:
     /// `cargo test --release -p ambient-cpu unet::bench -- --ignored --nocapture`).
@@ -373,28 +442,41 @@ mod bench {
             f_in.iter_mut().for_each(|v| *v = rng.normal());
             let c_noise: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 0.3).collect();
             let mut grads = params.zeros_like();
-            // The fastest of several repetitions: the machine is shared, and the minimum is
-            // the least disturbed estimate.
-            let reps = if n == 1 { 30 } else { 6 };
-            let (mut tf, mut tb, mut ti) = (f64::MAX, f64::MAX, f64::MAX);
+            // Wall time: the fastest of several repetitions (the machine is shared, and the
+            // minimum is the least disturbed estimate). CPU time (all threads, mean): what the
+            // work costs whatever else runs.
+            let reps = if n == 1 { 30 } else { 4 };
+            let mut wall = [f64::MAX; 3];
+            let mut cpu = [0.0f64; 3];
+            let mut time = |k: usize, f: &mut dyn FnMut()| {
+                let (t, c) = (Instant::now(), process_cpu_seconds());
+                f();
+                wall[k] = wall[k].min(t.elapsed().as_secs_f64());
+                cpu[k] += (process_cpu_seconds() - c) / reps as f64;
+            };
             for _ in 0..reps {
-                let t = Instant::now();
-                let (f, cache) = net.forward(&params, &f_in, &c_noise);
-                tf = tf.min(t.elapsed().as_secs_f64());
-                let t = Instant::now();
-                net.backward(&params, &cache, &f, &mut grads);
-                tb = tb.min(t.elapsed().as_secs_f64());
-                let t = Instant::now();
-                net.forward_inference(&params, &f_in, &c_noise);
-                ti = ti.min(t.elapsed().as_secs_f64());
+                let mut out = None;
+                time(0, &mut || out = Some(net.forward(&params, &f_in, &c_noise)));
+                let (f, cache) = out.take().unwrap();
+                time(1, &mut || {
+                    net.backward(&params, &cache, &f, &mut grads);
+                });
+                drop(cache);
+                time(2, &mut || {
+                    net.forward_inference(&params, &f_in, &c_noise);
+                });
             }
             eprintln!(
-                "batch {n}: forward {:.1} ms, backward {:.1} ms, inference {:.1} ms \
-                 (fastest of {reps}, {} threads)",
-                1e3 * tf,
-                1e3 * tb,
-                1e3 * ti,
-                rayon::current_num_threads()
+                "batch {n} ({} threads): wall forward {:.1} ms, backward {:.1} ms, inference \
+                 {:.1} ms (fastest of {reps}); CPU forward {:.0} ms, backward {:.0} ms, \
+                 inference {:.0} ms (mean)",
+                rayon::current_num_threads(),
+                1e3 * wall[0],
+                1e3 * wall[1],
+                1e3 * wall[2],
+                1e3 * cpu[0],
+                1e3 * cpu[1],
+                1e3 * cpu[2],
             );
         }
     }

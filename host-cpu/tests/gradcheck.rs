@@ -229,28 +229,53 @@ fn gated_conv_k1() {
     gated_conv_case(1);
 }
 
-#[test]
-fn group_norm() {
-    let mut rng = AmbientRng::new(20);
+/// GroupNorm alone (`silu` false) and fused with the SiLU that follows it in the network.
+fn group_norm_case(silu: bool) {
+    let mut rng = AmbientRng::new(20 + silu as u64);
     let layout: Layout = vec![("g.weight".into(), vec![6]), ("g.bias".into(), vec![6])];
     let gn = GroupNorm::new(&layout, "g", 6, 3).unwrap();
     let params = random_params(&layout, &mut rng);
     // A non-zero mean and a non-unit spread, so the normalisation does something.
     let x = normal4(&mut rng, (2, 6, 3, 4), 2.0).mapv(|v| v + 0.7);
-    let (out, cache) = gn.forward(&params, &x);
+    let fwd = |p: &ParamStore, xx: &Array4<f32>| {
+        if silu {
+            gn.forward_silu(p, xx)
+        } else {
+            gn.forward(p, xx)
+        }
+    };
+    let (out, cache) = fwd(&params, &x);
     let r = normal4(&mut rng, out.dim(), 1.0);
     let mut grads = params.zeros_like();
-    let dx = gn.backward(&params, &cache, &r, Some(&mut grads));
+    let dx = if silu {
+        gn.backward_silu(&params, &cache, &r, Some(&mut grads))
+    } else {
+        gn.backward(&params, &cache, &r, Some(&mut grads))
+    };
     let mut vars = param_vars(&params, &grads);
     vars.push(var("x", x.as_slice().unwrap(), dx.as_slice().unwrap()));
-    check(&vars, 1000, 1, &mut rng, |k, v| {
+    check(&vars, 1000, 2, &mut rng, |k, v| {
         let (p, xx) = if k < 2 {
             (with_param(&params, k, v), x.clone())
         } else {
             (params.clone(), arr4(&x, v))
         };
-        pair(&r, &gn.forward(&p, &xx).0)
+        pair(&r, &fwd(&p, &xx).0)
     });
+    if silu {
+        // The fused inference pass gives the same output.
+        assert_eq!(gn.forward_silu_inference(&params, &x), out);
+    }
+}
+
+#[test]
+fn group_norm() {
+    group_norm_case(false);
+}
+
+#[test]
+fn group_norm_silu() {
+    group_norm_case(true);
 }
 
 #[test]

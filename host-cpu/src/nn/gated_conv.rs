@@ -2,7 +2,9 @@
 //! ONE sigmoid, the bias on the main path only. Both convolutions are one SGEMM per sample:
 //! `[W; G]` stacked as 2*cout rows times the im2col matrix of the input.
 
-use super::gemm::sgemm;
+use super::gemm::{gemm_rows, gemm_rows_t, row_split, sgemm};
+use super::im2col::{col2im, im2col};
+use super::silu::sigmoid;
 use super::{accumulate, param_index};
 use crate::params::ParamStore;
 use ndarray::Array4;
@@ -19,17 +21,12 @@ pub struct GatedConv {
     bias: usize,
 }
 
-/// What the backward pass needs: the input, `conv(x, W)` and `sigmoid(conv(x, G))`.
+/// What the backward pass needs: the input, and per sample `conv(x, W)` stacked over
+/// `sigmoid(conv(x, G))` ([N, 2 cout, H, W]).
 #[derive(Debug, Clone)]
 pub struct GatedConvCache {
     x: Array4<f32>,
-    zw: Array4<f32>,
-    s: Array4<f32>,
-}
-
-#[inline]
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    z: Array4<f32>,
 }
 
 impl GatedConv {
@@ -79,60 +76,74 @@ impl GatedConv {
         params: &ParamStore,
         x: Array4<f32>,
     ) -> (Array4<f32>, GatedConvCache) {
-        let (n, cin, h, w) = x.dim();
-        assert_eq!(cin, self.cin, "GatedConv: input channels");
         let x = if x.is_standard_layout() {
             x
         } else {
             x.as_standard_layout().into_owned()
         };
+        let (n, _, h, w) = x.dim();
+        let mut z = Array4::<f32>::zeros((n, 2 * self.cout, h, w));
+        let out = self.run(params, &x, Some(&mut z));
+        (out, GatedConvCache { x, z })
+    }
+
+    /// The output alone (inference: nothing kept).
+    pub fn forward_inference(&self, params: &ParamStore, x: &Array4<f32>) -> Array4<f32> {
+        self.run(params, &x.as_standard_layout(), None)
+    }
+
+    /// out = zw * sigmoid(zg) + b with [zw; zg] = [W; G] im2col(x) per sample. With `keep`,
+    /// [zw; sigmoid(zg)] is left there ([N, 2 cout, H, W]) for the backward pass.
+    fn run(
+        &self,
+        params: &ParamStore,
+        x: &ndarray::ArrayBase<impl ndarray::Data<Elem = f32>, ndarray::Ix4>,
+        keep: Option<&mut Array4<f32>>,
+    ) -> Array4<f32> {
+        let (n, cin, h, w) = x.dim();
+        assert_eq!(cin, self.cin, "GatedConv: input channels");
         let hw = h * w;
-        let (cout, kd) = (self.cout, self.kdim());
+        let (cout, kd, k) = (self.cout, self.kdim(), self.k);
         let st = self.stacked(params);
         let bias = &params.params[self.bias].data;
-        let mut out = Array4::<f32>::zeros((n, cout, h, w));
-        let mut zw = Array4::<f32>::zeros((n, cout, h, w));
-        let mut s = Array4::<f32>::zeros((n, cout, h, w));
         let xs = x.as_slice().expect("standard layout");
-        let len = cout * hw;
-        let split = column_split(n, hw);
-        out.as_slice_mut()
-            .unwrap()
-            .par_chunks_mut(len)
-            .zip(zw.as_slice_mut().unwrap().par_chunks_mut(len))
-            .zip(s.as_slice_mut().unwrap().par_chunks_mut(len))
-            .enumerate()
-            .for_each_init(
+        let split = row_split(n);
+        let mut out = Array4::<f32>::zeros((n, cout, h, w));
+        let outs = out.as_slice_mut().unwrap().par_chunks_mut(cout * hw);
+        // One sample: GEMM into z, then the gate in place and the output.
+        let sample = |i: usize, o: &mut [f32], z: &mut [f32], col_buf: &mut Vec<f32>| {
+            let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
+            let col: &[f32] = if k == 1 {
+                xi
+            } else {
+                col_buf.resize(kd * hw, 0.0);
+                im2col(xi, cin, h, w, k, col_buf);
+                col_buf
+            };
+            gemm_rows(2 * cout, kd, &st, col, z, split);
+            let (zw, zg) = z.split_at_mut(cout * hw);
+            for (c, &b) in bias.iter().enumerate() {
+                let r = c * hw..(c + 1) * hw;
+                for ((o, &a), g) in o[r.clone()].iter_mut().zip(&zw[r.clone()]).zip(&mut zg[r]) {
+                    let sg = sigmoid(*g);
+                    *g = sg;
+                    *o = a * sg + b;
+                }
+            }
+        };
+        match keep {
+            Some(z) => {
+                assert_eq!(z.dim(), (n, 2 * cout, h, w), "GatedConv: cache shape");
+                outs.zip(z.as_slice_mut().unwrap().par_chunks_mut(2 * cout * hw))
+                    .enumerate()
+                    .for_each_init(Vec::new, |col_buf, (i, (o, zi))| sample(i, o, zi, col_buf));
+            }
+            None => outs.enumerate().for_each_init(
                 || (Vec::new(), vec![0.0f32; 2 * cout * hw]),
-                |(col_buf, z), (i, ((o, zwi), si))| {
-                    let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
-                    let col: &[f32] = if self.k == 1 {
-                        xi
-                    } else {
-                        col_buf.resize(kd * hw, 0.0);
-                        im2col(xi, cin, h, w, self.k, col_buf);
-                        col_buf
-                    };
-                    gemm_columns(2 * cout, kd, hw, &st, col, z, split);
-                    let (zwv, zgv) = z.split_at(cout * hw);
-                    for (c, &b) in bias.iter().enumerate() {
-                        let r = c * hw..(c + 1) * hw;
-                        for (((o, zwo), so), (&a, &g)) in o[r.clone()]
-                            .iter_mut()
-                            .zip(&mut zwi[r.clone()])
-                            .zip(&mut si[r.clone()])
-                            .zip(zwv[r.clone()].iter().zip(&zgv[r.clone()]))
-                        {
-                            let sg = sigmoid(g);
-                            *zwo = a;
-                            *so = sg;
-                            *o = a * sg + b;
-                        }
-                    }
-                },
-            );
-
-        (out, GatedConvCache { x, zw, s })
+                |(col_buf, zi), (i, o)| sample(i, o, zi, col_buf),
+            ),
+        }
+        out
     }
 
     /// Backward pass: adds dL/dW, dL/dG, dL/db to `grads` (if given), returns dL/dx.
@@ -151,77 +162,87 @@ impl GatedConv {
         let st = self.stacked(params);
         let want_grads = grads.is_some();
         let xs = cache.x.as_slice().unwrap();
-        let zws = cache.zw.as_slice().unwrap();
-        let ss = cache.s.as_slice().unwrap();
+        let zs = cache.z.as_slice().unwrap();
         let ds = d_out.as_slice().unwrap();
         let mut dx = Array4::<f32>::zeros((n, cin, h, w));
-        let split = column_split(n, hw);
-        let acc = dx
+        let split = row_split(n);
+        // One sample: dz = [dL/dzw; dL/dzg], the parameter gradients, dx.
+        let one = |acc: &mut Accum, i: usize, dxi: &mut [f32]| {
+            let r = i * cout * hw..(i + 1) * cout * hw;
+            let (zw, sg) = zs[2 * r.start..2 * r.end].split_at(cout * hw);
+            let (dzw, dzg) = acc.dz_for(2 * cout * hw).split_at_mut(cout * hw);
+            for (((dw, dg), &d), (&a, &s)) in dzw
+                .iter_mut()
+                .zip(dzg.iter_mut())
+                .zip(&ds[r.clone()])
+                .zip(zw.iter().zip(sg))
+            {
+                *dw = d * s;
+                *dg = d * a * s * (1.0 - s);
+            }
+            if want_grads {
+                for c in 0..cout {
+                    let row = &ds[r.start + c * hw..r.start + (c + 1) * hw];
+                    acc.db[c] += row.iter().map(|&v| v as f64).sum::<f64>();
+                }
+                let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
+                let col: &[f32] = if k == 1 {
+                    xi
+                } else {
+                    im2col(xi, cin, h, w, k, acc.col_for(kd * hw));
+                    &acc.col
+                };
+                // dWst += dz col^T: [2cout, hw] x [hw, kd].
+                sgemm(
+                    2 * cout,
+                    hw,
+                    kd,
+                    1.0,
+                    &acc.dz,
+                    false,
+                    col,
+                    true,
+                    1.0,
+                    &mut acc.dw,
+                );
+            }
+            if k == 1 {
+                // dx = Wst^T dz: [kd = cin, 2cout] x [2cout, hw].
+                gemm_rows_t(2 * cout, kd, &st, &acc.dz, dxi, split);
+            } else {
+                let mut dcol = std::mem::take(&mut acc.dcol);
+                dcol.resize(kd * hw, 0.0);
+                gemm_rows_t(2 * cout, kd, &st, &acc.dz, &mut dcol, split);
+                col2im(&dcol, cin, h, w, k, dxi);
+                acc.dcol = dcol;
+            }
+        };
+        // A fixed split of the batch (it depends on N only), each part summed in sample
+        // order and the parts in order: the gradients are the same bits on every run and
+        // for any number of threads.
+        let chunk = n.div_ceil(GRAD_PARTS).max(1);
+        let parts: Vec<Accum> = dx
             .as_slice_mut()
             .unwrap()
-            .par_chunks_mut(cin * hw)
+            .par_chunks_mut(chunk * cin * hw)
             .enumerate()
-            .fold(
-                || Accum::new(want_grads, 2 * cout * kd, cout),
-                |mut acc, (i, dxi)| {
-                    let r = i * cout * hw..(i + 1) * cout * hw;
-                    let (dzw, dzg) = acc.dz_for(2 * cout * hw).split_at_mut(cout * hw);
-                    for j in 0..cout * hw {
-                        let (d, a, sg) = (ds[r.start + j], zws[r.start + j], ss[r.start + j]);
-                        dzw[j] = d * sg;
-                        dzg[j] = d * a * sg * (1.0 - sg);
-                    }
-                    if want_grads {
-                        for c in 0..cout {
-                            let row = &ds[r.start + c * hw..r.start + (c + 1) * hw];
-                            acc.db[c] += row.iter().map(|&v| v as f64).sum::<f64>();
-                        }
-                        let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
-                        let col: &[f32] = if k == 1 {
-                            xi
-                        } else {
-                            im2col(xi, cin, h, w, k, acc.col_for(kd * hw));
-                            &acc.col
-                        };
-                        // dWst += dz col^T: [2cout, hw] x [hw, kd].
-                        sgemm(
-                            2 * cout,
-                            hw,
-                            kd,
-                            1.0,
-                            &acc.dz,
-                            false,
-                            col,
-                            true,
-                            1.0,
-                            &mut acc.dw,
-                        );
-                    }
-                    if k == 1 {
-                        // dx = Wst^T dz: [kd = cin, 2cout] x [2cout, hw].
-                        gemm_columns_t(2 * cout, kd, hw, &st, &acc.dz, dxi, split);
-                    } else {
-                        let mut dcol = std::mem::take(&mut acc.dcol);
-                        dcol.resize(kd * hw, 0.0);
-                        gemm_columns_t(2 * cout, kd, hw, &st, &acc.dz, &mut dcol, split);
-                        col2im(&dcol, cin, h, w, k, dxi);
-                        acc.dcol = dcol;
-                    }
-                    acc
-                },
-            )
-            .map(|a| (a.dw, a.db))
-            .reduce(
-                || (Vec::new(), Vec::new()),
-                |(mut a, mut ab), (b, bb)| {
-                    if a.is_empty() {
-                        return (b, bb);
-                    }
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    ab.iter_mut().zip(&bb).for_each(|(x, y)| *x += y);
-                    (a, ab)
-                },
-            );
+            .map(|(p, dxc)| {
+                let mut acc = Accum::new(want_grads, 2 * cout * kd, cout);
+                for (j, dxi) in dxc.chunks_mut(cin * hw).enumerate() {
+                    one(&mut acc, p * chunk + j, dxi);
+                }
+                acc
+            })
+            .collect();
+        let mut parts = parts.into_iter().map(|a| (a.dw, a.db));
+        let acc = parts.next().map(|first| {
+            parts.fold(first, |(mut a, mut ab), (b, bb)| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                ab.iter_mut().zip(&bb).for_each(|(x, y)| *x += y);
+                (a, ab)
+            })
+        });
+        let acc = acc.unwrap_or_default();
         if want_grads && !acc.0.is_empty() {
             let half = cout * kd;
             accumulate(&mut grads, self.weight, &acc.0[..half]);
@@ -233,7 +254,11 @@ impl GatedConv {
     }
 }
 
-/// Per-worker scratch and gradient sums of the backward pass.
+/// Parts the batch is split into for the parameter gradients of the backward pass (at most
+/// this many workers share a convolution's backward pass; each part holds one copy of dW).
+const GRAD_PARTS: usize = 8;
+
+/// Scratch and gradient sums of one part of the batch in the backward pass.
 struct Accum {
     dw: Vec<f32>,
     db: Vec<f64>,
@@ -264,196 +289,5 @@ impl Accum {
     fn col_for(&mut self, len: usize) -> &mut [f32] {
         self.col.resize(len, 0.0);
         &mut self.col
-    }
-}
-
-/// How many column blocks to split one sample's GEMM into: with fewer samples than workers
-/// (single-image restoration), the pixels are shared out instead.
-fn column_split(n: usize, hw: usize) -> usize {
-    let t = super::threads();
-    if n >= t || hw < 256 {
-        1
-    } else {
-        t.div_ceil(n).min(hw / 128).max(1)
-    }
-}
-
-/// `c [m, n] = a [m, k] b [k, n]` with the columns of `b` and `c` split into `parts` blocks
-/// computed in parallel (row-major throughout).
-fn gemm_columns(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], parts: usize) {
-    if parts <= 1 {
-        sgemm(m, k, n, 1.0, a, false, b, false, 0.0, c);
-        return;
-    }
-    let blocks = column_blocks(n, parts);
-    let outs: Vec<Vec<f32>> = blocks
-        .par_iter()
-        .map(|&(lo, hi)| {
-            let w = hi - lo;
-            let mut bb = vec![0.0f32; k * w];
-            for r in 0..k {
-                bb[r * w..(r + 1) * w].copy_from_slice(&b[r * n + lo..r * n + hi]);
-            }
-            let mut cc = vec![0.0f32; m * w];
-            sgemm(m, k, w, 1.0, a, false, &bb, false, 0.0, &mut cc);
-            cc
-        })
-        .collect();
-    scatter_columns(&blocks, &outs, m, n, c);
-}
-
-/// `c [k, n] = a^T b` with `a` stored [m, k] and `b` [m, n], columns split as in
-/// [`gemm_columns`].
-fn gemm_columns_t(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], parts: usize) {
-    if parts <= 1 {
-        sgemm(k, m, n, 1.0, a, true, b, false, 0.0, c);
-        return;
-    }
-    let blocks = column_blocks(n, parts);
-    let outs: Vec<Vec<f32>> = blocks
-        .par_iter()
-        .map(|&(lo, hi)| {
-            let w = hi - lo;
-            let mut bb = vec![0.0f32; m * w];
-            for r in 0..m {
-                bb[r * w..(r + 1) * w].copy_from_slice(&b[r * n + lo..r * n + hi]);
-            }
-            let mut cc = vec![0.0f32; k * w];
-            sgemm(k, m, w, 1.0, a, true, &bb, false, 0.0, &mut cc);
-            cc
-        })
-        .collect();
-    scatter_columns(&blocks, &outs, k, n, c);
-}
-
-fn column_blocks(n: usize, parts: usize) -> Vec<(usize, usize)> {
-    let step = n.div_ceil(parts);
-    (0..parts)
-        .map(|p| (p * step, ((p + 1) * step).min(n)))
-        .filter(|(lo, hi)| lo < hi)
-        .collect()
-}
-
-fn scatter_columns(
-    blocks: &[(usize, usize)],
-    outs: &[Vec<f32>],
-    rows: usize,
-    n: usize,
-    c: &mut [f32],
-) {
-    for (&(lo, hi), cc) in blocks.iter().zip(outs) {
-        let w = hi - lo;
-        for r in 0..rows {
-            c[r * n + lo..r * n + hi].copy_from_slice(&cc[r * w..(r + 1) * w]);
-        }
-    }
-}
-
-/// The im2col matrix of one sample `x` [cin, h, w] for a k x k kernel with zero padding k/2:
-/// `col[(c k + ky) k + kx, y w + x] = x[c, y + ky - k/2, x + kx - k/2]` (0 outside).
-pub(crate) fn im2col(x: &[f32], cin: usize, h: usize, w: usize, k: usize, col: &mut [f32]) {
-    let p = k / 2;
-    let hw = h * w;
-    for c in 0..cin {
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = &mut col[((c * k + ky) * k + kx) * hw..][..hw];
-                // Valid output columns: 0 <= ox + kx - p < w.
-                let lo = p.saturating_sub(kx);
-                let hi = (w + p).saturating_sub(kx).min(w);
-                for oy in 0..h {
-                    let dst = &mut row[oy * w..(oy + 1) * w];
-                    let iy = oy as isize + ky as isize - p as isize;
-                    if iy < 0 || iy >= h as isize || lo >= hi {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src = &x[c * hw + iy as usize * w..][..w];
-                    dst[..lo].fill(0.0);
-                    dst[hi..].fill(0.0);
-                    dst[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
-                }
-            }
-        }
-    }
-}
-
-/// The adjoint of [`im2col`]: `dx[c, iy, ix] += dcol[row, oy w + ox]` over every use.
-/// `dx` is overwritten.
-pub(crate) fn col2im(dcol: &[f32], cin: usize, h: usize, w: usize, k: usize, dx: &mut [f32]) {
-    let p = k / 2;
-    let hw = h * w;
-    dx.fill(0.0);
-    for c in 0..cin {
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = &dcol[((c * k + ky) * k + kx) * hw..][..hw];
-                let lo = p.saturating_sub(kx);
-                let hi = (w + p).saturating_sub(kx).min(w);
-                if lo >= hi {
-                    continue;
-                }
-                for oy in 0..h {
-                    let iy = oy as isize + ky as isize - p as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    let dst = &mut dx[c * hw + iy as usize * w..][..w];
-                    let src = &row[oy * w..(oy + 1) * w];
-                    for (d, &s) in dst[lo + kx - p..hi + kx - p].iter_mut().zip(&src[lo..hi]) {
-                        *d += s;
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// im2col of a 1-channel 2x2 image for k = 3, written out by hand.
-    #[test]
-    fn im2col_by_hand() {
-        // x = [[1, 2], [3, 4]]. Row (ky, kx) holds x[oy + ky - 1, ox + kx - 1] for the 4
-        // outputs (0,0), (0,1), (1,0), (1,1).
-        let x = [1.0, 2.0, 3.0, 4.0];
-        let mut col = [9.0f32; 36];
-        im2col(&x, 1, 2, 2, 3, &mut col);
-        let want: [[f32; 4]; 9] = [
-            [0.0, 0.0, 0.0, 1.0], // (-1,-1)
-            [0.0, 0.0, 1.0, 2.0], // (-1, 0)
-            [0.0, 0.0, 2.0, 0.0], // (-1,+1)
-            [0.0, 1.0, 0.0, 3.0], // ( 0,-1)
-            [1.0, 2.0, 3.0, 4.0], // ( 0, 0)
-            [2.0, 0.0, 4.0, 0.0], // ( 0,+1)
-            [0.0, 3.0, 0.0, 0.0], // (+1,-1)
-            [3.0, 4.0, 0.0, 0.0], // (+1, 0)
-            [4.0, 0.0, 0.0, 0.0], // (+1,+1)
-        ];
-        for (r, w) in want.iter().enumerate() {
-            assert_eq!(&col[r * 4..r * 4 + 4], w, "row {r}");
-        }
-    }
-
-    /// col2im is the adjoint of im2col: <im2col(x), c> = <x, col2im(c)> for any x, c.
-    #[test]
-    fn col2im_is_adjoint_of_im2col() {
-        let (cin, h, w, k) = (2, 3, 4, 3);
-        let x: Vec<f32> = (0..cin * h * w)
-            .map(|i| ((i * 7) % 11) as f32 - 5.0)
-            .collect();
-        let c: Vec<f32> = (0..cin * k * k * h * w)
-            .map(|i| ((i * 5) % 13) as f32 - 6.0)
-            .collect();
-        let mut col = vec![0.0; c.len()];
-        im2col(&x, cin, h, w, k, &mut col);
-        let mut dx = vec![0.0; x.len()];
-        col2im(&c, cin, h, w, k, &mut dx);
-        let lhs: f32 = col.iter().zip(&c).map(|(a, b)| a * b).sum();
-        let rhs: f32 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
-        // Integer-valued terms well inside f32's exact range: equality is exact.
-        assert_eq!(lhs, rhs);
     }
 }

@@ -1,6 +1,10 @@
 //! `GN`: GroupNorm with `groups` groups, eps 1e-5, affine (per-channel weight and bias). Group
-//! statistics (biased variance, as PyTorch) are accumulated in f64.
+//! statistics (biased variance, as PyTorch) are accumulated in f64. The network always follows
+//! a GroupNorm with a SiLU, so both passes also come fused with it (`*_silu`), which saves a
+//! pass over the activations each way and the pre-activation's storage (it is recomputed from
+//! `xhat`).
 
+use super::silu::sigmoid;
 use super::{accumulate, param_index};
 use crate::params::ParamStore;
 use ndarray::Array4;
@@ -18,11 +22,26 @@ pub struct GroupNorm {
 }
 
 /// What the backward pass needs: the normalised input `xhat` and `1/sqrt(var + eps)` per
-/// (sample, group).
+/// (sample, group), and whether a SiLU followed.
 #[derive(Debug, Clone)]
 pub struct GroupNormCache {
     xhat: Array4<f32>,
     rstd: Vec<f32>,
+    silu: bool,
+}
+
+/// `sum f(x_i)` in f32 over 8 interleaved partial sums, which the compiler can keep in one
+/// vector register (a single running sum is a serial dependency it may not reorder).
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|&v| f(v)).sum::<f32>()
 }
 
 impl GroupNorm {
@@ -46,7 +65,34 @@ impl GroupNorm {
         })
     }
 
+    /// `GN(x)`; also returns what [`GroupNorm::backward`] needs.
     pub fn forward(&self, params: &ParamStore, x: &Array4<f32>) -> (Array4<f32>, GroupNormCache) {
+        let (out, cache) = self.run(params, x, true, false);
+        (out, cache.expect("kept"))
+    }
+
+    /// `SiLU(GN(x))`; also returns what [`GroupNorm::backward_silu`] needs.
+    pub fn forward_silu(
+        &self,
+        params: &ParamStore,
+        x: &Array4<f32>,
+    ) -> (Array4<f32>, GroupNormCache) {
+        let (out, cache) = self.run(params, x, true, true);
+        (out, cache.expect("kept"))
+    }
+
+    /// `SiLU(GN(x))` alone (inference: nothing kept).
+    pub fn forward_silu_inference(&self, params: &ParamStore, x: &Array4<f32>) -> Array4<f32> {
+        self.run(params, x, false, true).0
+    }
+
+    fn run(
+        &self,
+        params: &ParamStore,
+        x: &Array4<f32>,
+        keep: bool,
+        silu: bool,
+    ) -> (Array4<f32>, Option<GroupNormCache>) {
         let (n, c, h, w) = x.dim();
         assert_eq!(c, self.channels, "GroupNorm: channels");
         let x = x.as_standard_layout();
@@ -55,53 +101,97 @@ impl GroupNorm {
         let beta = &params.params[self.bias].data;
         let glen = c / self.groups * h * w;
         let hw = h * w;
-        let mut xhat = Array4::<f32>::zeros((n, c, h, w));
         let mut out = Array4::<f32>::zeros((n, c, h, w));
         let mut rstd = vec![0.0f32; n * self.groups];
-        xhat.as_slice_mut()
-            .unwrap()
-            .par_chunks_mut(glen)
-            .zip(out.as_slice_mut().unwrap().par_chunks_mut(glen))
-            .zip(rstd.par_iter_mut())
-            .enumerate()
-            .for_each(|(gi, ((xh, o), r))| {
-                let src = &xs[gi * glen..(gi + 1) * glen];
-                // Two passes; per channel in f32 (hw terms), across channels in f64.
-                let mean = src
-                    .chunks(hw)
-                    .map(|c| c.iter().sum::<f32>() as f64)
-                    .sum::<f64>()
-                    / glen as f64;
-                let mf = mean as f32;
-                let var = src
-                    .chunks(hw)
-                    .map(|c| c.iter().map(|&v| (v - mf) * (v - mf)).sum::<f32>() as f64)
-                    .sum::<f64>()
-                    / glen as f64;
-                let rs = 1.0 / (var + GN_EPS).sqrt();
-                *r = rs as f32;
-                let c0 = (gi % self.groups) * (c / self.groups);
-                let (m, r) = (mean as f32, rs as f32);
-                for (j, ((xc, oc), sc)) in xh
-                    .chunks_mut(hw)
-                    .zip(o.chunks_mut(hw))
-                    .zip(src.chunks(hw))
-                    .enumerate()
-                {
-                    let (g, b) = (gamma[c0 + j], beta[c0 + j]);
-                    for ((xv, ov), &s) in xc.iter_mut().zip(oc.iter_mut()).zip(sc) {
-                        let v = (s - m) * r;
-                        *xv = v;
-                        *ov = v * g + b;
+        // One group: statistics, then out (and xhat when kept); returns 1/sqrt(var + eps).
+        let group = |gi: usize, o: &mut [f32], mut xh: Option<&mut [f32]>| -> f32 {
+            let src = &xs[gi * glen..(gi + 1) * glen];
+            // Two passes; per channel in f32 (hw terms), across channels in f64.
+            let mean = src
+                .chunks(hw)
+                .map(|c| lane_sum(c, |v| v) as f64)
+                .sum::<f64>()
+                / glen as f64;
+            let m = mean as f32;
+            let var = src
+                .chunks(hw)
+                .map(|c| lane_sum(c, |v| (v - m) * (v - m)) as f64)
+                .sum::<f64>()
+                / glen as f64;
+            let r = (1.0 / (var + GN_EPS).sqrt()) as f32;
+            let c0 = (gi % self.groups) * (c / self.groups);
+            for (j, (oc, sc)) in o.chunks_mut(hw).zip(src.chunks(hw)).enumerate() {
+                let (g, b) = (gamma[c0 + j], beta[c0 + j]);
+                let act = |v: f32| {
+                    let pre = v * g + b;
+                    if silu {
+                        pre * sigmoid(pre)
+                    } else {
+                        pre
+                    }
+                };
+                match xh.as_deref_mut() {
+                    Some(xh) => {
+                        let xc = &mut xh[j * hw..(j + 1) * hw];
+                        for ((xv, ov), &s) in xc.iter_mut().zip(oc.iter_mut()).zip(sc) {
+                            let v = (s - m) * r;
+                            *xv = v;
+                            *ov = act(v);
+                        }
+                    }
+                    None => {
+                        for (ov, &s) in oc.iter_mut().zip(sc) {
+                            *ov = act((s - m) * r);
+                        }
                     }
                 }
+            }
+            r
+        };
+        let outs = out.as_slice_mut().unwrap().par_chunks_mut(glen);
+        if keep {
+            let mut xhat = Array4::<f32>::zeros((n, c, h, w));
+            outs.zip(xhat.as_slice_mut().unwrap().par_chunks_mut(glen))
+                .zip(rstd.par_iter_mut())
+                .enumerate()
+                .for_each(|(gi, ((o, xh), r))| *r = group(gi, o, Some(xh)));
+            (out, Some(GroupNormCache { xhat, rstd, silu }))
+        } else {
+            outs.enumerate().for_each(|(gi, o)| {
+                group(gi, o, None);
             });
-        (out, GroupNormCache { xhat, rstd })
+            (out, None)
+        }
     }
 
-    /// Backward pass: adds dL/dweight and dL/dbias to `grads` (if given), returns dL/dx:
-    /// `dx = rstd (g - mean(g) - xhat mean(g xhat))` per group, with `g = dy * weight`.
+    /// Backward pass of [`GroupNorm::forward`]: adds dL/dweight and dL/dbias to `grads` (if
+    /// given), returns dL/dx: `dx = rstd (g - mean(g) - xhat mean(g xhat))` per group, with
+    /// `g = dy * weight`.
     pub fn backward(
+        &self,
+        params: &ParamStore,
+        cache: &GroupNormCache,
+        d_out: &Array4<f32>,
+        grads: Option<&mut ParamStore>,
+    ) -> Array4<f32> {
+        assert!(!cache.silu, "GroupNorm::backward of a forward_silu cache");
+        self.backward_impl(params, cache, d_out, grads)
+    }
+
+    /// Backward pass of [`GroupNorm::forward_silu`]: as [`GroupNorm::backward`], with
+    /// `dy = d_out * SiLU'(pre)` and `pre = xhat * weight + bias` recomputed.
+    pub fn backward_silu(
+        &self,
+        params: &ParamStore,
+        cache: &GroupNormCache,
+        d_out: &Array4<f32>,
+        grads: Option<&mut ParamStore>,
+    ) -> Array4<f32> {
+        assert!(cache.silu, "GroupNorm::backward_silu of a forward cache");
+        self.backward_impl(params, cache, d_out, grads)
+    }
+
+    fn backward_impl(
         &self,
         params: &ParamStore,
         cache: &GroupNormCache,
@@ -114,6 +204,8 @@ impl GroupNorm {
         let ds = d_out.as_slice().unwrap();
         let xh = cache.xhat.as_slice().unwrap();
         let gamma = &params.params[self.weight].data;
+        let beta = &params.params[self.bias].data;
+        let silu = cache.silu;
         let hw = h * w;
         let cpg = c / self.groups;
         let glen = cpg * hw;
@@ -130,10 +222,25 @@ impl GroupNorm {
                 let dy = &ds[gi * glen..(gi + 1) * glen];
                 let xg = &xh[gi * glen..(gi + 1) * glen];
                 let (mut sg, mut sgx) = (0.0f64, 0.0f64);
-                for (j, (dc, xc)) in dy.chunks(hw).zip(xg.chunks(hw)).enumerate() {
+                // First pass: dL/dGN(x) into dx, and its sums per channel.
+                for (j, ((oc, dc), xc)) in dxg
+                    .chunks_mut(hw)
+                    .zip(dy.chunks(hw))
+                    .zip(xg.chunks(hw))
+                    .enumerate()
+                {
+                    let (gm, bt) = (gamma[c0 + j], beta[c0 + j]);
                     // Per channel in f32 (hw terms), across channels in f64.
                     let (mut a, mut b) = (0.0f32, 0.0f32);
-                    for (&d, &x) in dc.iter().zip(xc) {
+                    for ((o, &d), &x) in oc.iter_mut().zip(dc).zip(xc) {
+                        let d = if silu {
+                            let pre = x * gm + bt;
+                            let s = sigmoid(pre);
+                            d * s * (1.0 + pre * (1.0 - s))
+                        } else {
+                            d
+                        };
+                        *o = d;
                         a += d;
                         b += d * x;
                     }
@@ -143,14 +250,10 @@ impl GroupNorm {
                 }
                 let (mg, mgx) = ((sg / glen as f64) as f32, (sgx / glen as f64) as f32);
                 let rs = cache.rstd[gi];
-                for (j, (oc, (dc, xc))) in dxg
-                    .chunks_mut(hw)
-                    .zip(dy.chunks(hw).zip(xg.chunks(hw)))
-                    .enumerate()
-                {
+                for (j, (oc, xc)) in dxg.chunks_mut(hw).zip(xg.chunks(hw)).enumerate() {
                     let gm = gamma[c0 + j];
-                    for (o, (&d, &x)) in oc.iter_mut().zip(dc.iter().zip(xc)) {
-                        *o = rs * (d * gm - mg - x * mgx);
+                    for (o, &x) in oc.iter_mut().zip(xc) {
+                        *o = rs * (*o * gm - mg - x * mgx);
                     }
                 }
             });

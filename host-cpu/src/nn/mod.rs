@@ -5,9 +5,11 @@
 
 pub mod concat;
 pub mod embedding;
+pub mod exp;
 pub mod gated_conv;
 pub mod gemm;
 pub mod group_norm;
+pub mod im2col;
 pub mod linear;
 pub mod resample;
 pub mod resblock;

@@ -8,7 +8,6 @@
 use super::gated_conv::{GatedConv, GatedConvCache};
 use super::group_norm::{GroupNorm, GroupNormCache};
 use super::linear::Linear;
-use super::silu::{silu, silu_backward};
 use crate::params::ParamStore;
 use ndarray::{Array2, Array4, Zip};
 use rayon::prelude::*;
@@ -30,11 +29,9 @@ pub struct ResBlock {
 #[derive(Debug, Clone)]
 pub struct ResBlockCache {
     n1: GroupNormCache,
-    pre1: Array4<f32>,
     c1: GatedConvCache,
     emb: Array2<f32>,
     n2: GroupNormCache,
-    pre2: Array4<f32>,
     c2: GatedConvCache,
     skip: Option<GatedConvCache>,
 }
@@ -80,44 +77,53 @@ impl ResBlock {
         x: &Array4<f32>,
         emb: &Array2<f32>,
     ) -> (Array4<f32>, ResBlockCache) {
-        let (pre1, n1) = self.norm1.forward(params, x);
-        let (mut h, c1) = self.conv1.forward_owned(params, silu(&pre1));
-        let e = self.emb_proj.forward(params, emb);
-        for (mut hs, es) in h.outer_iter_mut().zip(e.outer_iter()) {
-            for (mut hc, &ev) in hs.outer_iter_mut().zip(es.iter()) {
-                hc += ev;
-            }
-        }
-        let (pre2, n2) = self.norm2.forward(params, &h);
+        let (a1, n1) = self.norm1.forward_silu(params, x);
+        let (mut h, c1) = self.conv1.forward_owned(params, a1);
+        add_per_channel(&mut h, &self.emb_proj.forward(params, emb));
+        let (a2, n2) = self.norm2.forward_silu(params, &h);
         drop(h);
-        let (mut out, c2) = self.conv2.forward_owned(params, silu(&pre2));
-        let scale = std::f32::consts::FRAC_1_SQRT_2;
+        let (mut out, c2) = self.conv2.forward_owned(params, a2);
         let skip = match &self.skip {
             Some(conv) => {
                 let (s, sc) = conv.forward(params, x);
-                Zip::from(&mut out)
-                    .and(&s)
-                    .par_for_each(|o, &v| *o = (*o + v) * scale);
+                add_scaled_residual(&mut out, &s);
                 Some(sc)
             }
             None => {
-                Zip::from(&mut out)
-                    .and(x)
-                    .par_for_each(|o, &v| *o = (*o + v) * scale);
+                add_scaled_residual(&mut out, x);
                 None
             }
         };
         let cache = ResBlockCache {
             n1,
-            pre1,
             c1,
             emb: emb.clone(),
             n2,
-            pre2,
             c2,
             skip,
         };
         (out, cache)
+    }
+
+    /// The output alone (inference: nothing kept).
+    pub fn forward_inference(
+        &self,
+        params: &ParamStore,
+        x: &Array4<f32>,
+        emb: &Array2<f32>,
+    ) -> Array4<f32> {
+        let a1 = self.norm1.forward_silu_inference(params, x);
+        let mut h = self.conv1.forward_inference(params, &a1);
+        drop(a1);
+        add_per_channel(&mut h, &self.emb_proj.forward(params, emb));
+        let a2 = self.norm2.forward_silu_inference(params, &h);
+        drop(h);
+        let mut out = self.conv2.forward_inference(params, &a2);
+        match &self.skip {
+            Some(conv) => add_scaled_residual(&mut out, &conv.forward_inference(params, x)),
+            None => add_scaled_residual(&mut out, x),
+        }
+        out
     }
 
     /// Adds the block's parameter gradients to `grads` (if given); returns (dL/dx, dL/demb).
@@ -135,12 +141,10 @@ impl ResBlock {
         let d_a2 = self
             .conv2
             .backward(params, &cache.c2, &d, grads.as_deref_mut());
-        let d_pre2 = silu_backward(&cache.pre2, &d_a2);
-        drop(d_a2);
         let d_h = self
             .norm2
-            .backward(params, &cache.n2, &d_pre2, grads.as_deref_mut());
-        drop(d_pre2);
+            .backward_silu(params, &cache.n2, &d_a2, grads.as_deref_mut());
+        drop(d_a2);
         let (n, c, h, w) = d_h.dim();
         let d_e = Array2::from_shape_vec(
             (n, c),
@@ -159,11 +163,10 @@ impl ResBlock {
             .conv1
             .backward(params, &cache.c1, &d_h, grads.as_deref_mut());
         drop(d_h);
-        let d_pre1 = silu_backward(&cache.pre1, &d_a1);
-        drop(d_a1);
         let mut dx = self
             .norm1
-            .backward(params, &cache.n1, &d_pre1, grads.as_deref_mut());
+            .backward_silu(params, &cache.n1, &d_a1, grads.as_deref_mut());
+        drop(d_a1);
         match (&self.skip, &cache.skip) {
             (Some(conv), Some(sc)) => {
                 let ds = conv.backward(params, sc, &d, grads);
@@ -173,4 +176,21 @@ impl ResBlock {
         }
         (dx, d_emb)
     }
+}
+
+/// `h[n, c, :, :] += e[n, c]`.
+fn add_per_channel(h: &mut Array4<f32>, e: &Array2<f32>) {
+    for (mut hs, es) in h.outer_iter_mut().zip(e.outer_iter()) {
+        for (mut hc, &ev) in hs.outer_iter_mut().zip(es.iter()) {
+            hc += ev;
+        }
+    }
+}
+
+/// `out <- (out + skip) / sqrt(2)`.
+fn add_scaled_residual(out: &mut Array4<f32>, skip: &Array4<f32>) {
+    let scale = std::f32::consts::FRAC_1_SQRT_2;
+    Zip::from(out)
+        .and(skip)
+        .par_for_each(|o, &v| *o = (*o + v) * scale);
 }

@@ -1,7 +1,14 @@
-//! `SiLU(x) = x sigmoid(x)` and its derivative `sigmoid(x) (1 + x (1 - sigmoid(x)))`.
+//! `SiLU(x) = x sigmoid(x)` and its derivative `sigmoid(x) (1 + x (1 - sigmoid(x)))`; the
+//! sigmoid itself (also the gate of `GatedConv`).
 
-use super::gated_conv::sigmoid;
+use super::exp::exp_f32;
 use ndarray::{Array, Dimension, Zip};
+
+/// The logistic function `1 / (1 + exp(-x))` (exactly 0 or 1 only where f32 rounds it so).
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp_f32(-x))
+}
 
 /// SiLU element-wise.
 pub fn silu<D: Dimension>(x: &Array<f32, D>) -> Array<f32, D> {
