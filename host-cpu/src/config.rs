@@ -78,7 +78,7 @@ impl UNetConfig {
         Ok(())
     }
 
-    /// Channels at level `l`: ch * mult[l].
+    /// Channels at level `l`: `ch * mult[l]`.
     pub fn level_channels(&self, l: usize) -> usize {
         self.ch * self.mult[l]
     }
