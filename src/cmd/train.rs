@@ -195,6 +195,7 @@ pub fn train(a: Args) -> Result<PathBuf> {
     let pb = progress::bar(total, "train");
     pb.set_position(trainer.step);
     let t0 = Instant::now();
+    let start_step = trainer.step;
     let mut recent = Vec::new();
     while trainer.step < total {
         let s = trainer
@@ -215,6 +216,17 @@ pub fn train(a: Args) -> Result<PathBuf> {
             let mean = recent.iter().sum::<f32>() / recent.len() as f32;
             pb.set_message(format!("loss {mean:.4}"));
             recent.clear();
+            if pb.is_hidden() && (s.step % 100 == 0 || s.step == total) {
+                // No terminal (a log file, CI): a plain line every 100 steps instead of the bar.
+                let done = (s.step - start_step) as f64;
+                let rate = done / t0.elapsed().as_secs_f64();
+                let eta = (total - s.step) as f64 / rate.max(1e-9);
+                eprintln!(
+                    "step {}/{total}  loss {mean:.4}  {rate:.2} steps/s  ETA {:.0} min",
+                    s.step,
+                    eta / 60.0
+                );
+            }
         }
         pb.set_position(s.step);
         if s.step % a.checkpoint_every.max(1) == 0 || s.step == total {
