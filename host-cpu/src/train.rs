@@ -367,9 +367,9 @@ fn draw_batch(
         let ys = y.as_slice_mut().expect("standard layout");
         let xs = x_meas.as_slice().expect("standard layout");
         let ats = a_tilde.as_slice().expect("standard layout");
-        for i in 0..b {
+        for (i, &s) in sigmas.iter().enumerate() {
             for k in i * chw..(i + 1) * chw {
-                ys[k] = ats[k] * (xs[k] + sigmas[i] * eta[k]);
+                ys[k] = ats[k] * (xs[k] + s * eta[k]);
             }
         }
     }
