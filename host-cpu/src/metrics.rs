@@ -4,7 +4,10 @@
 /// as 100 dB so that the mean stays finite.
 pub fn psnr(reference: &[f32], estimate: &[f32], len: usize) -> f64 {
     assert_eq!(reference.len(), estimate.len(), "psnr: lengths differ");
-    assert!(len > 0 && reference.len().is_multiple_of(len), "psnr: whole images");
+    assert!(
+        len > 0 && reference.len().is_multiple_of(len),
+        "psnr: whole images"
+    );
     let n = reference.len() / len;
     let mut total = 0.0;
     for i in 0..n {

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use ambient_cpu::io::dataset::{write_images_npy, CorruptedDataset};
-use ambient_cpu::io::png_grid::write_pairs_grid;
+use ambient_cpu::io::png_grid::render_pairs_grid;
 use ambient_cpu::io::weights::load_weights;
 use ambient_cpu::metrics::psnr;
 use ambient_cpu::restore::{choose_restore_sigma, restore_measurements, SIGMA_CANDIDATES};
@@ -109,14 +109,17 @@ pub fn run(a: Args) -> Result<()> {
     write_images_npy(&a.out.join("restorations.npy"), dims, &r)?;
     let show = ds.n.min(32);
     let l = show * ds.image_len();
-    write_pairs_grid(
-        &a.out.join("pairs.png"),
+    let pairs = a.out.join("pairs.png");
+    render_pairs_grid(
+        &pairs,
         (show, ds.c, ds.h, ds.w),
         &ds.measurements[..l],
         &ds.masks[..l],
         &r[..l],
         8,
-    )?;
+    )?
+    .upscale(3)
+    .write_png(&pairs)?;
     eprintln!(
         "restored {} images at sigma {sigma}; wrote {}",
         ds.n,

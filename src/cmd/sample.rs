@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use ambient_cpu::io::dataset::write_images_npy;
-use ambient_cpu::io::png_grid::write_grid;
+use ambient_cpu::io::png_grid::render_grid;
 use ambient_cpu::io::weights::load_weights;
 use ambient_cpu::sample::{generate, SampleOptions};
 use ambient_cpu::unet::UNet;
@@ -76,7 +76,9 @@ pub fn sample_to(
     let dims = x.dim();
     let data = x.as_slice().context("sample layout")?;
     let cols = (opts.n as f64).sqrt().ceil() as usize;
-    write_grid(png, dims, data, cols.max(1))?;
+    render_grid(png, dims, data, cols.max(1))?
+        .upscale(3)
+        .write_png(png)?;
     if let Some(npy) = npy {
         write_images_npy(npy, dims, data)?;
     }

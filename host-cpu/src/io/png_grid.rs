@@ -49,6 +49,31 @@ impl GridImage {
         self.pixels[o..o + self.channels].copy_from_slice(rgb);
     }
 
+    /// The image enlarged `k` times by pixel replication (nearest neighbour), so that 28 x 28
+    /// digits are comfortable to look at; `k` = 0 is treated as 1.
+    pub fn upscale(&self, k: usize) -> GridImage {
+        let k = k.max(1);
+        let (w, c) = (self.width * k, self.channels);
+        let mut pixels = Vec::with_capacity(self.pixels.len() * k * k);
+        for row in self.pixels.chunks(self.width * c) {
+            let mut wide = Vec::with_capacity(w * c);
+            for px in row.chunks(c) {
+                for _ in 0..k {
+                    wide.extend_from_slice(px);
+                }
+            }
+            for _ in 0..k {
+                pixels.extend_from_slice(&wide);
+            }
+        }
+        GridImage {
+            width: w,
+            height: self.height * k,
+            channels: c,
+            pixels,
+        }
+    }
+
     /// Writes the image as a PNG, atomically.
     pub fn write_png(&self, path: &Path) -> Result<(), HostError> {
         let color = if self.channels == 1 {
@@ -215,4 +240,30 @@ pub fn write_pairs_grid(
     cols: usize,
 ) -> Result<(), HostError> {
     render_pairs_grid(path, dims, measurements, masks, restorations, cols)?.write_png(path)
+}
+
+#[cfg(test)]
+mod upscale_tests {
+    use super::*;
+
+    #[test]
+    fn upscale_replicates_pixels() {
+        let g = GridImage {
+            width: 2,
+            height: 1,
+            channels: 1,
+            pixels: vec![10, 20],
+        };
+        let u = g.upscale(2);
+        assert_eq!((u.width, u.height), (4, 2));
+        assert_eq!(u.pixels, vec![10, 10, 20, 20, 10, 10, 20, 20]);
+        let rgb = GridImage {
+            width: 1,
+            height: 1,
+            channels: 3,
+            pixels: vec![1, 2, 3],
+        };
+        assert_eq!(rgb.upscale(2).pixels, [1, 2, 3].repeat(4));
+        assert_eq!(g.upscale(0), g);
+    }
 }
