@@ -37,8 +37,15 @@ pub fn run(a: Args) -> Result<()> {
     }
     let (cfg, params) = load_weights(&a.weights)?;
     let ds = data::take(data::load(&a.data, a.masks.as_deref())?, Some(a.limit));
-    let q = quantize(&cfg.unet, &params, a.sigma, &ds.measurements, &ds.masks, ds.n)
-        .map_err(|e| anyhow!("{}: {e}", a.weights.display()))?;
+    let q = quantize(
+        &cfg.unet,
+        &params,
+        a.sigma,
+        &ds.measurements,
+        &ds.masks,
+        ds.n,
+    )
+    .map_err(|e| anyhow!("{}: {e}", a.weights.display()))?;
     write_bytes_atomic(&a.out, &q.blob)?;
     eprintln!(
         "quantized {} for sigma {} on {} calibration images: {} tensors, {} bytes; \

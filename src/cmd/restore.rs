@@ -51,12 +51,16 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     if let Some(blob) = &a.int8 {
         let ds = data::take(data::load(&a.data, a.masks.as_deref())?, a.limit);
-        let bytes = std::fs::read(blob).with_context(|| format!("{}: cannot read", blob.display()))?;
+        let bytes =
+            std::fs::read(blob).with_context(|| format!("{}: cannot read", blob.display()))?;
         let (sigma, r) =
             restore_dataset(&bytes, &ds).map_err(|e| anyhow!("{}: {e}", blob.display()))?;
         return finish(&a, &ds, sigma, &r);
     }
-    let weights = a.weights.as_ref().expect("clap requires --weights without --int8");
+    let weights = a
+        .weights
+        .as_ref()
+        .expect("clap requires --weights without --int8");
     let (cfg, params) = load_weights(weights)?;
     let net = UNet::new(&cfg.unet).map_err(|e| anyhow!("{}: {e}", weights.display()))?;
     let ds = data::take(data::load(&a.data, a.masks.as_deref())?, a.limit);

@@ -231,7 +231,14 @@ impl<'m> Walk<'m, '_> {
         self.arena.free(t1);
         let t2 = self.norm_silu(&name(&p, "norm2"), Input::One(h, cout), cout, side)?;
         self.arena.free(h);
-        let h2 = self.gated(&name(&p, "conv2"), Input::One(t2, cout), cout, cout, side, 3)?;
+        let h2 = self.gated(
+            &name(&p, "conv2"),
+            Input::One(t2, cout),
+            cout,
+            cout,
+            side,
+            3,
+        )?;
         self.arena.free(t2);
         let residual = match (skip, input) {
             (Some(b), _) => b,
@@ -273,10 +280,7 @@ impl<'m> Walk<'m, '_> {
 
     /// The whole graph from the quantized input `[y, m]` to the quantized `F`; `fill` writes
     /// the input buffers (HWC, `C` channels each). Returns `F`'s buffer.
-    fn network(
-        &mut self,
-        fill: impl FnOnce(&mut [i8], &mut [i8]),
-    ) -> Result<Buf, ModelError> {
+    fn network(&mut self, fill: impl FnOnce(&mut [i8], &mut [i8])) -> Result<Buf, ModelError> {
         let cfg = *self.model.config();
         let c = cfg.img_channels as usize;
         let ch = cfg.ch as usize;
@@ -330,12 +334,9 @@ impl<'m> Walk<'m, '_> {
                 }
                 super::model::BlockId::Dec { level, index } => {
                     let input = match s.concat_first {
-                        Some(first) if index == 0 => Input::Concat(
-                            x,
-                            first,
-                            skips[level],
-                            skip_channels[level],
-                        ),
+                        Some(first) if index == 0 => {
+                            Input::Concat(x, first, skips[level], skip_channels[level])
+                        }
                         _ => Input::One(x, s.cin),
                     };
                     x = self.block(s, input, true)?;

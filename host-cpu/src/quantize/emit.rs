@@ -18,9 +18,7 @@ use std::collections::HashMap;
 use ambient_core::int8::add::AddParams;
 use ambient_core::int8::blob::DType;
 use ambient_core::int8::conv::ConvGeometry;
-use ambient_core::int8::gated::{
-    quantize_gated_conv, GatedConvBuffers, GatedConvScales, MAIN_MAX,
-};
+use ambient_core::int8::gated::{quantize_gated_conv, GatedConvBuffers, GatedConvScales, MAIN_MAX};
 use ambient_core::int8::lut::{build_lut, silu};
 use ambient_core::int8::model::{for_each_block, name, BlockId};
 use ambient_core::int8::quant::QuantParams;
@@ -73,7 +71,10 @@ fn qp(r: super::calibrate::Range) -> Result<QuantParams, String> {
 
 /// The activation quantizations that are decided by ties, not by one tensor's range: block
 /// outputs (`{P}.out`) and `in_conv.out`.
-fn activation_params(net: &FoldedNet, ranges: &Ranges) -> Result<HashMap<String, QuantParams>, String> {
+fn activation_params(
+    net: &FoldedNet,
+    ranges: &Ranges,
+) -> Result<HashMap<String, QuantParams>, String> {
     let cfg = &net.config;
     let levels = cfg.levels as usize;
     let last = cfg.blocks as usize - 1;
@@ -85,7 +86,10 @@ fn activation_params(net: &FoldedNet, ranges: &Ranges) -> Result<HashMap<String,
     })?;
     let prefix = |id: BlockId| id.prefix().to_string();
     for l in 0..levels {
-        let skip = prefix(BlockId::Enc { level: l, index: last });
+        let skip = prefix(BlockId::Enc {
+            level: l,
+            index: last,
+        });
         let partner = if l + 1 == levels {
             prefix(BlockId::Mid)
         } else {
@@ -132,7 +136,11 @@ impl Emitter<'_> {
         };
         let main_max = self.ranges.get(&name(layer, "main"))?.abs_max();
         // An all-zero main path (e.g. a zero-initialised conv2) has any scale; 1 / 32767.
-        let main_scale = if main_max > 0.0 { main_max / MAIN_MAX as f32 } else { 1.0 / MAIN_MAX as f32 };
+        let main_scale = if main_max > 0.0 {
+            main_max / MAIN_MAX as f32
+        } else {
+            1.0 / MAIN_MAX as f32
+        };
         let scales = GatedConvScales {
             input,
             main_scale,
@@ -167,9 +175,18 @@ impl Emitter<'_> {
         )
         .map_err(|e| format!("{layer}: {e}"))?;
         let filters = vec![cout as u32, k as u32, k as u32, cin as u32];
-        self.tensors.push(OwnedTensor::i8(name(layer, "w").to_string(), filters.clone(), &w));
-        self.tensors.push(OwnedTensor::i8(name(layer, "g").to_string(), filters, &g));
-        self.tensors.push(OwnedTensor::i32(name(layer, "c").to_string(), vec![5, cout as u32], &c));
+        self.tensors.push(OwnedTensor::i8(
+            name(layer, "w").to_string(),
+            filters.clone(),
+            &w,
+        ));
+        self.tensors
+            .push(OwnedTensor::i8(name(layer, "g").to_string(), filters, &g));
+        self.tensors.push(OwnedTensor::i32(
+            name(layer, "c").to_string(),
+            vec![5, cout as u32],
+            &c,
+        ));
         let p = [
             input.zero_point,
             scales.gate.zero_point,
@@ -177,8 +194,13 @@ impl Emitter<'_> {
             scalars.output.shift,
             output.zero_point,
         ];
-        self.tensors.push(OwnedTensor::i32(name(layer, "p").to_string(), vec![5], &p));
-        self.tensors.push(OwnedTensor::i8(name(layer, "lut").to_string(), vec![256], &scalars.sigmoid));
+        self.tensors
+            .push(OwnedTensor::i32(name(layer, "p").to_string(), vec![5], &p));
+        self.tensors.push(OwnedTensor::i8(
+            name(layer, "lut").to_string(),
+            vec![256],
+            &scalars.sigmoid,
+        ));
         Ok(())
     }
 
@@ -189,11 +211,25 @@ impl Emitter<'_> {
         let act = qp(self.ranges.get(&name(layer, "silu"))?)?;
         let c = norm.gamma.len() as u32;
         let gb: Vec<f32> = norm.gamma.iter().chain(&norm.beta).copied().collect();
-        self.tensors.push(OwnedTensor::f32(name(layer, "gb").to_string(), vec![2, c], &gb));
-        let q = [input.scale, input.zero_point as f32, gn.scale, gn.zero_point as f32];
-        self.tensors.push(OwnedTensor::f32(name(layer, "q").to_string(), vec![4], &q));
+        self.tensors.push(OwnedTensor::f32(
+            name(layer, "gb").to_string(),
+            vec![2, c],
+            &gb,
+        ));
+        let q = [
+            input.scale,
+            input.zero_point as f32,
+            gn.scale,
+            gn.zero_point as f32,
+        ];
+        self.tensors
+            .push(OwnedTensor::f32(name(layer, "q").to_string(), vec![4], &q));
         let lut = build_lut(silu, gn, act);
-        self.tensors.push(OwnedTensor::i8(name(layer, "silu").to_string(), vec![256], &lut));
+        self.tensors.push(OwnedTensor::i8(
+            name(layer, "silu").to_string(),
+            vec![256],
+            &lut,
+        ));
         Ok(act)
     }
 }
@@ -250,7 +286,8 @@ pub fn emit_tensors(net: &FoldedNet, ranges: &Ranges) -> Result<Vec<OwnedTensor>
             add.output.shift,
             add.output_offset,
         ];
-        e.tensors.push(OwnedTensor::i32(name(&p, "add").to_string(), vec![9], &v));
+        e.tensors
+            .push(OwnedTensor::i32(name(&p, "add").to_string(), vec![9], &v));
         x = out;
         Ok(())
     })?;

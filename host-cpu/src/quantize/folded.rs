@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
+use ambient_core::int8::blob::BlobConfig;
 use ambient_core::int8::conv::oihw_to_ohwi;
 use ambient_core::int8::model::{for_each_block, name, BlockId, BlockShape, GN_EPS};
-use ambient_core::int8::blob::BlobConfig;
 use ambient_core::precond::{c_in, c_noise};
 use ndarray::Array2;
 
@@ -46,7 +46,10 @@ pub struct FoldedNet {
 /// The blob header's configuration of `cfg` at restoration sigma `sigma`.
 pub fn blob_config(cfg: &UNetConfig, sigma: f32) -> Result<BlobConfig, String> {
     if cfg.mult.len() > 4 {
-        return Err(format!("{} levels; the int8 graph takes at most 4", cfg.mult.len()));
+        return Err(format!(
+            "{} levels; the int8 graph takes at most 4",
+            cfg.mult.len()
+        ));
     }
     let mut mult = [0u32; 4];
     for (m, &v) in mult.iter_mut().zip(&cfg.mult) {
@@ -118,12 +121,21 @@ impl FoldedNet {
         let c = cfg.img_channels;
         let mut convs = HashMap::new();
         let mut norms = HashMap::new();
-        convs.insert("in_conv".into(), fold_conv(params, "in_conv", 2 * c, cfg.ch, 3)?);
+        convs.insert(
+            "in_conv".into(),
+            fold_conv(params, "in_conv", 2 * c, cfg.ch, 3)?,
+        );
         for_each_block(&config, |s: BlockShape| -> Result<(), String> {
             let p = s.id.prefix().to_string();
             let (cin, cout) = (s.cin, s.cout);
-            norms.insert(format!("{p}.norm1"), fold_norm(params, &format!("{p}.norm1"))?);
-            norms.insert(format!("{p}.norm2"), fold_norm(params, &format!("{p}.norm2"))?);
+            norms.insert(
+                format!("{p}.norm1"),
+                fold_norm(params, &format!("{p}.norm1"))?,
+            );
+            norms.insert(
+                format!("{p}.norm2"),
+                fold_norm(params, &format!("{p}.norm2"))?,
+            );
             let mut conv1 = fold_conv(params, &format!("{p}.conv1"), cin, cout, 3)?;
             // h + emb_proj(emb): a constant per channel at this sigma, into the bias.
             let pw = param(params, &format!("{p}.emb_proj.weight"))?;
@@ -152,7 +164,10 @@ impl FoldedNet {
         })?;
         let last = cfg.ch * cfg.mult[0];
         norms.insert("out_norm".into(), fold_norm(params, "out_norm")?);
-        convs.insert("out_conv".into(), fold_conv(params, "out_conv", last, c, 3)?);
+        convs.insert(
+            "out_conv".into(),
+            fold_conv(params, "out_conv", last, c, 3)?,
+        );
         Ok(FoldedNet {
             config,
             convs,
@@ -166,7 +181,12 @@ impl FoldedNet {
 
     /// `F(F_in, c_noise(sigma))` of one image: `y`, `m` CHW; returns `F` HWC. Calls
     /// `observe(tensor, values)` with every quantized tensor (names in `super::calibrate`).
-    pub fn forward(&self, y: &[f32], m: &[f32], observe: &mut impl FnMut(&str, &[f32])) -> Vec<f32> {
+    pub fn forward(
+        &self,
+        y: &[f32],
+        m: &[f32],
+        observe: &mut impl FnMut(&str, &[f32]),
+    ) -> Vec<f32> {
         let cfg = &self.config;
         let c = cfg.img_channels as usize;
         let res = cfg.img_resolution as usize;
