@@ -48,7 +48,7 @@ fn firmware_expected_checksums_are_the_host_runners() {
     let len = model.image_len();
     let inputs = std::fs::read(dir.join("inputs.bin")).unwrap();
     let expected = std::fs::read(dir.join("expected.bin")).unwrap();
-    assert!(!inputs.is_empty() && inputs.len() % (2 * len) == 0);
+    assert!(!inputs.is_empty() && inputs.len().is_multiple_of(2 * len));
     let (y, m) = firmware_inputs(&inputs, len);
     let out = restore_int8(&model, &y, &m).unwrap();
     let got = checksums(&out, len);

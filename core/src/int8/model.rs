@@ -379,7 +379,7 @@ impl<'a> Int8Model<'a> {
                 error: CoreError::NonFinite("GroupNorm gamma or beta"),
             });
         }
-        if channels % norm.groups != 0 || norm.groups > super::groupnorm::MAX_GROUPS {
+        if !channels.is_multiple_of(norm.groups) || norm.groups > super::groupnorm::MAX_GROUPS {
             return Err(ModelError::Layer {
                 name: name("", layer),
                 error: CoreError::InvalidParameter("groups must divide channels and be <= 64"),

@@ -103,8 +103,11 @@ fn input_error(e: CoreError) -> ModelError {
     ModelError::Input(e)
 }
 
-/// `bytes` split around `out`: the bytes before it, `out` itself, the bytes after it.
-fn split_out(bytes: &mut [i8], out: Buf) -> Result<(&[i8], &mut [i8], &[i8]), ModelError> {
+/// An arena split around one output buffer: the bytes before it, the output, the bytes after.
+type Split<'s> = (&'s [i8], &'s mut [i8], &'s [i8]);
+
+/// `bytes` split around `out`.
+fn split_out(bytes: &mut [i8], out: Buf) -> Result<Split<'_>, ModelError> {
     let end = out.at + out.len;
     if end > bytes.len() {
         return Err(input_error(CoreError::ShapeMismatch {
@@ -305,7 +308,6 @@ impl<'m> Walk<'m, '_> {
         let mut skip_channels = [0usize; 4];
         let mut cur = ch;
         let mut side = res;
-        let mut mid_done = false;
         for_each_block(&cfg, |s| -> Result<(), ModelError> {
             match s.id {
                 super::model::BlockId::Enc { level, index } => {
@@ -330,7 +332,6 @@ impl<'m> Walk<'m, '_> {
                 super::model::BlockId::Mid => {
                     // x is also skip_{L-1}: keep it.
                     x = self.block(s, Input::One(x, s.cin), false)?;
-                    mid_done = true;
                 }
                 super::model::BlockId::Dec { level, index } => {
                     let input = match s.concat_first {
@@ -351,9 +352,6 @@ impl<'m> Walk<'m, '_> {
             }
             Ok(())
         })?;
-        if !mid_done {
-            return Err(input_error(CoreError::InvalidParameter("no mid block")));
-        }
         let t = self.norm_silu("out_norm", Input::One(x, cur), cur, side)?;
         self.arena.free(x);
         let f = self.gated("out_conv", Input::One(t, cur), cur, c, side, 3)?;

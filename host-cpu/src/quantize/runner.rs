@@ -12,7 +12,7 @@ use crate::io::dataset::CorruptedDataset;
 /// back); returns the restorations in the same layout.
 pub fn restore_int8(model: &Int8Model, y: &[f32], m: &[f32]) -> Result<Vec<f32>, ModelError> {
     let len = model.image_len();
-    if y.len() % len != 0 || m.len() != y.len() {
+    if !y.len().is_multiple_of(len) || m.len() != y.len() {
         return Err(ModelError::Input(ambient_core::CoreError::ShapeMismatch {
             what: "measurements and masks (whole images)",
             expected: y.len().div_ceil(len) * len,
