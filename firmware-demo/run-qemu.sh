@@ -19,7 +19,7 @@ for size in llvm-size rust-size arm-none-eabi-size; do
   fi
 done
 qemu=(qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic
-      -semihosting-config enable=on,target=native)
+      -semihosting-config enable=on,target=native -icount shift=0)
 set +e
 "${qemu[@]}" -kernel "$elf"
 rc=$?

@@ -11,6 +11,8 @@
 use ambient_core::int8::crc32::crc32;
 use ambient_core::int8::model::Int8Model;
 use ambient_core::int8::restore::restore;
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m::peripheral::SYST;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 
@@ -53,7 +55,12 @@ fn psnr(clean: &[u8], x: &[f32]) -> f64 {
     }
 }
 
-fn run() -> Result<bool, ambient_core::int8::model::ModelError> {
+/// SysTick ticks (24-bit, down-counting from its reload) between two readings.
+fn ticks(start: u32, end: u32) -> u32 {
+    start.wrapping_sub(end) & 0x00FF_FFFF
+}
+
+fn run(syst: &mut SYST) -> Result<bool, ambient_core::int8::model::ModelError> {
     let model = Int8Model::from_blob(&BLOB.0)?;
     let scratch = cortex_m::singleton!(: [u32; assets::SCRATCH_WORDS] = [0; assets::SCRATCH_WORDS])
         .expect("scratch taken once");
@@ -75,7 +82,10 @@ fn run() -> Result<bool, ambient_core::int8::model::ModelError> {
             m[k] = if observed { 1.0 } else { 0.0 };
             y[k] = if observed { unit(input[k]) } else { 0.0 };
         }
+        syst.clear_current();
+        let start = SYST::get_current();
         restore(&model, y, m, scratch, out)?;
+        let elapsed = ticks(start, SYST::get_current());
         let mut bytes = [0u8; 4];
         let mut crc_input = [0u8; 4 * N];
         for (k, v) in out.iter().enumerate() {
@@ -91,12 +101,15 @@ fn run() -> Result<bool, ambient_core::int8::model::ModelError> {
         let ok = crc == expected;
         all &= ok;
         hprintln!(
-            "image {}: crc {:08x} expected {:08x} {} psnr {:.2} dB",
+            "image {}: crc {:08x} expected {:08x} {} psnr {:.2} dB, {} SysTick ticks \
+             (= {} instructions under -icount shift=0)",
             i,
             crc,
             expected,
             if ok { "ok" } else { "MISMATCH" },
-            p
+            p,
+            elapsed,
+            40 * elapsed as u64
         );
     }
     hprintln!(
@@ -110,7 +123,16 @@ fn run() -> Result<bool, ambient_core::int8::model::ModelError> {
 #[entry]
 fn main() -> ! {
     stack::paint();
-    let result = run();
+    let mut syst = cortex_m::Peripherals::take().expect("taken once").SYST;
+    // The core clock, free-running over the full 24 bits; no interrupt. Under QEMU with
+    // `-icount shift=0` one instruction is one virtual nanosecond, so at mps2's 25 MHz a tick
+    // is 40 instructions (checked with a counted `subs`/`bne` loop: 2e7 instructions, 5e5
+    // ticks).
+    syst.set_clock_source(SystClkSource::Core);
+    syst.set_reload(0x00FF_FFFF);
+    syst.clear_current();
+    syst.enable_counter();
+    let result = run(&mut syst);
     hprintln!("stack: {} bytes used at peak", stack::used());
     match result {
         Ok(true) => {

@@ -49,13 +49,14 @@ pub fn run(a: Args) -> Result<()> {
     write_bytes_atomic(&a.out, &q.blob)?;
     eprintln!(
         "quantized {} for sigma {} on {} calibration images: {} tensors, {} bytes; \
-         runs in {} bytes of scratch; wrote {}",
+         runs in {} bytes of scratch ({} of them activation arena); wrote {}",
         a.weights.display(),
         a.sigma,
         q.ranges.images,
         q.tensors,
         q.blob.len(),
         4 * q.scratch_words,
+        q.arena_bytes,
         a.out.display()
     );
     Ok(())

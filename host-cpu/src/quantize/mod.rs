@@ -51,6 +51,8 @@ pub struct Quantized {
     pub tensors: usize,
     /// 32-bit words of scratch the model needs to run.
     pub scratch_words: usize,
+    /// Of which bytes of activation arena (the rest: GroupNorm statistics).
+    pub arena_bytes: usize,
 }
 
 /// Quantizes `params` (config `cfg`) for restoration at `sigma`, calibrated on the `n`
@@ -78,18 +80,19 @@ pub fn quantize(
     let blob_err = |e: ambient_core::int8::blob::BlobError| QuantizeError::Blob(e.to_string());
     let mut blob = vec![0u8; blob_len(&specs).map_err(blob_err)?];
     write_blob(&net.config, &specs, &mut blob).map_err(blob_err)?;
-    let scratch_words = {
+    let (scratch_words, arena_bytes) = {
         // Parse from a 4-aligned copy: typed views need an aligned base.
         let words = aligned_copy(&blob);
         let model = Int8Model::from_blob(bytemuck::cast_slice(&words))
             .map_err(|e| QuantizeError::Blob(e.to_string()))?;
-        model.scratch_words()
+        (model.scratch_words(), model.arena_bytes())
     };
     Ok(Quantized {
         blob,
         ranges,
         tensors: tensors.len(),
         scratch_words,
+        arena_bytes,
     })
 }
 
