@@ -505,3 +505,72 @@ fn mutated_blobs_never_panic() {
     // Most single-byte changes land in weights and still load: the loop ran real models.
     assert!(loaded > 50, "{loaded}");
 }
+
+/// A blob may carry the arena offsets (`plan`): any plan without overlapping live buffers
+/// gives the same restoration as first fit, bit for bit; a plan that overlaps, or has too
+/// few or too many offsets, is refused at load.
+#[test]
+fn arena_plans_are_honoured_and_checked() {
+    use ambient_core::int8::restore::{buffer_events, BufferEvent};
+    let cfg = config();
+    let tensors = random_tensors(&cfg, 17);
+    let words = blob(&cfg, &tensors);
+    let model = Int8Model::from_blob(bytes(&words)).unwrap();
+    let mut events = Vec::new();
+    buffer_events(&model, &mut |e| events.push(e)).unwrap();
+    let lens: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            BufferEvent::Alloc { len, .. } => Some(*len),
+            BufferEvent::Free { .. } => None,
+        })
+        .collect();
+    // Every buffer freed once, except the output F.
+    let frees = events.len() - lens.len();
+    assert_eq!(frees, lens.len() - 1);
+    // Every buffer at its own place, back to back from the end (no reuse at all): valid.
+    let total: usize = lens.iter().sum();
+    let mut at = total;
+    let spread: Vec<i32> = lens
+        .iter()
+        .map(|&l| {
+            at -= l;
+            at as i32
+        })
+        .collect();
+    let with_plan = |plan: Vec<i32>| {
+        let mut t = random_tensors(&cfg, 17);
+        let n = plan.len() as u32;
+        t.push(i32t("plan".into(), vec![n], plan));
+        blob(&cfg, &t)
+    };
+    let planned_words = with_plan(spread.clone());
+    let planned = Int8Model::from_blob(bytes(&planned_words)).unwrap();
+    assert_eq!(planned.arena_bytes(), total);
+    assert!(model.arena_bytes() < total, "first fit reuses memory");
+    let mut rng = AmbientRng::new(8);
+    let (y, m) = measurement(&mut rng, model.image_len());
+    let run = |model: &Int8Model| {
+        let mut scratch = vec![0u32; model.scratch_words()];
+        let mut out = vec![0f32; model.image_len()];
+        restore(model, &y, &m, &mut scratch, &mut out).unwrap();
+        out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    };
+    assert_eq!(run(&model), run(&planned));
+
+    let refused = |plan: Vec<i32>| match Int8Model::from_blob(bytes(&with_plan(plan))) {
+        Err(ModelError::Tensor { name, problem }) if name == "plan" => problem,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(refused(vec![0; lens.len()]), "overlaps a live buffer");
+    assert_eq!(
+        refused(spread[..lens.len() - 1].to_vec()),
+        "fewer offsets than buffers"
+    );
+    let mut long = spread.clone();
+    long.push(0);
+    assert_eq!(refused(long), "more offsets than buffers");
+    let mut negative = spread;
+    negative[3] = -1;
+    assert_eq!(refused(negative), "negative offset");
+}

@@ -198,6 +198,21 @@ fn int8_restoration_tracks_f32_on_the_committed_model() {
         q.blob.len(),
         4 * q.scratch_words
     );
+    // The blob's arena plan packs the executor's buffers into the largest total that is ever
+    // live at once (a lower bound for any placement); greedy by size reaches it on this graph.
+    let mut live = 0usize;
+    let mut bound = 0usize;
+    let mut lens = Vec::new();
+    ambient_core::int8::restore::buffer_events(&model, &mut |e| match e {
+        ambient_core::int8::restore::BufferEvent::Alloc { len, .. } => {
+            lens.push(len);
+            live += len;
+            bound = bound.max(live);
+        }
+        ambient_core::int8::restore::BufferEvent::Free { id } => live -= lens[id],
+    })
+    .unwrap();
+    assert_eq!(model.arena_bytes(), bound);
     assert!(p32 > zeros + 5.0, "the model restores: {p32} vs {zeros}");
     assert!(agree >= 30.0, "int8 vs f32 {agree} dB");
     assert!(p32 - p8 <= 0.3, "drop {} dB", p32 - p8);

@@ -18,6 +18,8 @@
 //! {N}.silu    i8  [256]      SiLU from the GroupNorm's output to the next conv's input
 //! {P}.add     i32 [9]        offset 1, offset 2, mult 1, shift 1, mult 2, shift 2, output
 //!                            mult, output shift, output offset: (h + skip) / sqrt 2
+//! plan        i32 [n]        optional: the arena byte offset of each of the executor's n
+//!                            buffers in allocation order (`super::restore::BufferEvent`)
 //! ```
 //! Each layer's parameters are stored where they are used, so consecutive layers repeat a
 //! tensor's quantization (a conv's input zero point is the SiLU table's output zero point);
@@ -196,6 +198,7 @@ pub struct IoParams {
 pub struct Int8Model<'a> {
     blob: Blob<'a>,
     io: IoParams,
+    plan: Option<&'a [i32]>,
     scratch_bytes: usize,
     norm_channels: usize,
 }
@@ -229,9 +232,19 @@ impl<'a> Int8Model<'a> {
             input: QuantParams::new(v[1], zp_in).map_err(|_| bad_io())?,
             output: QuantParams::new(v[3], zp_out).map_err(|_| bad_io())?,
         };
+        let plan = match blob.find("plan") {
+            Ok(t) if t.shape().len() == 1 => Some(t.as_i32().map_err(|e| match e {
+                BlobError::WrongDtype => tensor_error(name("", "plan"), "wrong dtype"),
+                e => ModelError::Blob(e),
+            })?),
+            Ok(_) => return Err(tensor_error(name("", "plan"), "must have rank 1")),
+            Err(BlobError::NotFound) => None,
+            Err(e) => return Err(ModelError::Blob(e)),
+        };
         let mut model = Int8Model {
             blob,
             io,
+            plan,
             scratch_bytes: 0,
             norm_channels: 0,
         };
@@ -249,6 +262,12 @@ impl<'a> Int8Model<'a> {
     /// The underlying blob.
     pub fn blob(&self) -> &Blob<'a> {
         &self.blob
+    }
+
+    /// The arena offset of each buffer in allocation order (tensor `plan`), if the blob has
+    /// one; without it buffers are placed first fit.
+    pub fn plan(&self) -> Option<&'a [i32]> {
+        self.plan
     }
 
     /// Input and output quantization.

@@ -23,9 +23,10 @@ use crate::error::CoreError;
 /// The most activation buffers alive at once (the walk needs at most 4 + levels).
 const MAX_LIVE: usize = 16;
 
-/// A buffer of the arena: byte offset and length.
+/// A buffer of the arena: its allocation index in the walk, byte offset and length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Buf {
+    id: usize,
     at: usize,
     len: usize,
 }
@@ -37,44 +38,107 @@ enum Input {
     Concat(Buf, usize, Buf, usize),
 }
 
-/// First-fit placement of buffers in an arena of unbounded size, recording the peak.
-#[derive(Debug)]
-struct Arena {
+/// What the walk does with the arena, in order: the `id`-th allocation of `len` bytes, or
+/// the release of allocation `id` (after its last reader). [`buffer_events`] reports them so
+/// that a host can plan offsets offline (`ambient_cpu::quantize` packs them greedily by
+/// size, as TFLM's `GreedyMemoryPlanner` does, and stores them in the blob as `plan`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferEvent {
+    Alloc { id: usize, len: usize },
+    Free { id: usize },
+}
+
+/// Placement of buffers in an arena of unbounded size, recording the peak: at the offsets of
+/// a plan (each checked against the live buffers), or else first fit.
+struct Arena<'p> {
+    /// Live buffers, sorted by offset.
     live: heapless::Vec<Buf, MAX_LIVE>,
     peak: usize,
+    count: usize,
+    plan: Option<&'p [i32]>,
+    events: Option<&'p mut dyn FnMut(BufferEvent)>,
 }
 
 fn too_many() -> ModelError {
     ModelError::Input(CoreError::InvalidParameter("too many live buffers"))
 }
 
-impl Arena {
-    fn new() -> Self {
+fn bad_plan(problem: &'static str) -> ModelError {
+    ModelError::Tensor {
+        name: name("", "plan"),
+        problem,
+    }
+}
+
+impl<'p> Arena<'p> {
+    fn new(plan: Option<&'p [i32]>) -> Self {
         Arena {
             live: heapless::Vec::new(),
             peak: 0,
+            count: 0,
+            plan,
+            events: None,
         }
     }
 
-    /// The lowest offset where `len` bytes fit between live buffers (kept sorted).
     fn alloc(&mut self, len: usize) -> Result<Buf, ModelError> {
-        let mut at = 0;
-        let mut index = self.live.len();
-        for (i, b) in self.live.iter().enumerate() {
-            if b.at >= at + len {
-                index = i;
-                break;
+        let id = self.count;
+        let at = match self.plan {
+            Some(plan) => {
+                let at = *plan.get(id).ok_or(bad_plan("fewer offsets than buffers"))?;
+                let at = usize::try_from(at).map_err(|_| bad_plan("negative offset"))?;
+                if at > 1 << 30 {
+                    return Err(bad_plan("offset beyond 1 GiB"));
+                }
+                if self
+                    .live
+                    .iter()
+                    .any(|b| at < b.at + b.len && b.at < at + len)
+                {
+                    return Err(bad_plan("overlaps a live buffer"));
+                }
+                at
             }
-            at = b.at + b.len;
-        }
-        let buf = Buf { at, len };
+            None => {
+                // The lowest offset where len bytes fit between live buffers.
+                let mut at = 0;
+                for b in self.live.iter() {
+                    if b.at >= at + len {
+                        break;
+                    }
+                    at = b.at + b.len;
+                }
+                at
+            }
+        };
+        let buf = Buf { id, at, len };
+        let index = self
+            .live
+            .iter()
+            .position(|b| b.at > at)
+            .unwrap_or(self.live.len());
         self.live.insert(index, buf).map_err(|_| too_many())?;
         self.peak = self.peak.max(at + len);
+        self.count += 1;
+        if let Some(f) = self.events.as_mut() {
+            f(BufferEvent::Alloc { id, len });
+        }
         Ok(buf)
     }
 
     fn free(&mut self, buf: Buf) {
         self.live.retain(|b| *b != buf);
+        if let Some(f) = self.events.as_mut() {
+            f(BufferEvent::Free { id: buf.id });
+        }
+    }
+
+    /// After the walk: a plan must have had exactly one offset per buffer.
+    fn finish(&self) -> Result<(), ModelError> {
+        match self.plan {
+            Some(plan) if plan.len() != self.count => Err(bad_plan("more offsets than buffers")),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -89,7 +153,7 @@ pub(crate) struct Plan {
 /// and checks each layer's parameters.
 struct Walk<'m, 'd> {
     model: &'m Int8Model<'m>,
-    arena: Arena,
+    arena: Arena<'d>,
     data: Option<Data<'d>>,
     norm_channels: usize,
 }
@@ -119,6 +183,31 @@ fn split_out(bytes: &mut [i8], out: Buf) -> Result<Split<'_>, ModelError> {
     let (left, rest) = bytes.split_at_mut(out.at);
     let (mid, right) = rest.split_at_mut(out.len);
     Ok((left, mid, right))
+}
+
+/// Two disjoint buffers of the arena, mutable.
+fn two_mut(bytes: &mut [i8], a: Buf, b: Buf) -> Result<(&mut [i8], &mut [i8]), ModelError> {
+    let (first, second, swap) = if a.at <= b.at {
+        (a, b, false)
+    } else {
+        (b, a, true)
+    };
+    if first.at + first.len > second.at {
+        return Err(input_error(CoreError::InvalidParameter("buffers overlap")));
+    }
+    if second.at + second.len > bytes.len() {
+        return Err(input_error(CoreError::ShapeMismatch {
+            what: "scratch arena",
+            expected: second.at + second.len,
+            got: bytes.len(),
+        }));
+    }
+    let (lo, hi) = bytes.split_at_mut(second.at);
+    let (x, y) = (
+        &mut lo[first.at..first.at + first.len],
+        &mut hi[..second.len],
+    );
+    Ok(if swap { (y, x) } else { (x, y) })
 }
 
 /// Buffer `b` of the arena, which must lie wholly before or after the output `out`.
@@ -292,19 +381,18 @@ impl<'m> Walk<'m, '_> {
         let yq = self.alloc(res * res * c)?;
         let mq = self.alloc(res * res * c)?;
         if let Some(d) = &mut self.data {
-            // Placed first in an empty arena, mq right after yq.
-            let both = d.bytes.get_mut(yq.at..mq.at + mq.len);
-            let both = both
-                .filter(|b| b.len() == yq.len + mq.len)
-                .ok_or_else(|| input_error(CoreError::InvalidParameter("input buffers")))?;
-            let (yb, mb) = both.split_at_mut(yq.len);
+            let (yb, mb) = two_mut(d.bytes, yq, mq)?;
             fill(yb, mb);
         }
         let mut x = self.gated("in_conv", Input::Concat(yq, c, mq, c), 2 * c, ch, res, 3)?;
         self.arena.free(yq);
         self.arena.free(mq);
 
-        let mut skips = [Buf { at: 0, len: 0 }; 4];
+        let mut skips = [Buf {
+            id: 0,
+            at: 0,
+            len: 0,
+        }; 4];
         let mut skip_channels = [0usize; 4];
         let mut cur = ch;
         let mut side = res;
@@ -365,15 +453,31 @@ impl<'m> Walk<'m, '_> {
 pub(crate) fn plan(model: &Int8Model) -> Result<Plan, ModelError> {
     let mut walk = Walk {
         model,
-        arena: Arena::new(),
+        arena: Arena::new(model.plan()),
         data: None,
         norm_channels: 0,
     };
     walk.network(|_, _| {})?;
+    walk.arena.finish()?;
     Ok(Plan {
         arena_bytes: walk.arena.peak,
         norm_channels: walk.norm_channels,
     })
+}
+
+/// Reports every allocation and release of the walk, in order, to `f` (for a host that plans
+/// the arena offline; the events do not depend on where buffers are placed).
+pub fn buffer_events(model: &Int8Model, f: &mut dyn FnMut(BufferEvent)) -> Result<(), ModelError> {
+    let mut arena = Arena::new(None);
+    arena.events = Some(f);
+    let mut walk = Walk {
+        model,
+        arena,
+        data: None,
+        norm_channels: 0,
+    };
+    walk.network(|_, _| {})?;
+    Ok(())
 }
 
 /// Restores one measurement: `out <- m y + (1 - m) D(y, m, s_r)` with `D`'s missing pixels
@@ -428,7 +532,7 @@ pub fn restore(
     let io = *model.io();
     let mut walk = Walk {
         model,
-        arena: Arena::new(),
+        arena: Arena::new(model.plan()),
         data: Some(Data { bytes, stats }),
         norm_channels: 0,
     };

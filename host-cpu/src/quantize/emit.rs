@@ -46,7 +46,7 @@ impl OwnedTensor {
         }
     }
 
-    fn i32(name: String, shape: Vec<u32>, v: &[i32]) -> Self {
+    pub(crate) fn i32(name: String, shape: Vec<u32>, v: &[i32]) -> Self {
         OwnedTensor {
             name,
             dtype: DType::I32,

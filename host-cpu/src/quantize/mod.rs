@@ -10,6 +10,7 @@
 //! `c_skip` and `c_out` need no folding: the restoration keeps the observed pixels of `y`, so
 //! only `D = sigma_data F` at missing pixels is ever used.
 
+pub mod arena_plan;
 pub mod calibrate;
 pub mod emit;
 pub mod folded;
@@ -17,6 +18,7 @@ pub mod runner;
 
 use ambient_core::int8::blob_writer::{blob_len, write_blob, TensorSpec};
 use ambient_core::int8::model::Int8Model;
+use ambient_core::int8::restore::buffer_events;
 use thiserror::Error;
 
 use crate::config::UNetConfig;
@@ -68,23 +70,39 @@ pub fn quantize(
     let net = FoldedNet::new(cfg, params, sigma).map_err(QuantizeError::Model)?;
     let ranges = calibrate(&net, y, m, n).map_err(QuantizeError::Calibration)?;
     let tensors = emit::emit_tensors(&net, &ranges).map_err(QuantizeError::Quantization)?;
-    let specs: Vec<TensorSpec> = tensors
-        .iter()
-        .map(|t| TensorSpec {
-            name: &t.name,
-            dtype: t.dtype,
-            shape: &t.shape,
-            data: &t.data,
-        })
-        .collect();
     let blob_err = |e: ambient_core::int8::blob::BlobError| QuantizeError::Blob(e.to_string());
-    let mut blob = vec![0u8; blob_len(&specs).map_err(blob_err)?];
-    write_blob(&net.config, &specs, &mut blob).map_err(blob_err)?;
+    let model_err = |e: ambient_core::int8::model::ModelError| QuantizeError::Blob(e.to_string());
+    let write = |tensors: &[emit::OwnedTensor]| -> Result<Vec<u8>, QuantizeError> {
+        let specs: Vec<TensorSpec> = tensors
+            .iter()
+            .map(|t| TensorSpec {
+                name: &t.name,
+                dtype: t.dtype,
+                shape: &t.shape,
+                data: &t.data,
+            })
+            .collect();
+        let mut blob = vec![0u8; blob_len(&specs).map_err(blob_err)?];
+        write_blob(&net.config, &specs, &mut blob).map_err(blob_err)?;
+        Ok(blob)
+    };
+    // Without a plan first, to record the executor's buffers; then with the packed offsets.
+    let words = aligned_copy(&write(&tensors)?);
+    let model = Int8Model::from_blob(bytemuck::cast_slice(&words)).map_err(model_err)?;
+    let mut events = Vec::new();
+    buffer_events(&model, &mut |e| events.push(e)).map_err(model_err)?;
+    let (offsets, _) = arena_plan::greedy_plan(&events);
+    let mut tensors = tensors;
+    tensors.push(emit::OwnedTensor::i32(
+        "plan".into(),
+        vec![offsets.len() as u32],
+        &offsets,
+    ));
+    let blob = write(&tensors)?;
     let (scratch_words, arena_bytes) = {
         // Parse from a 4-aligned copy: typed views need an aligned base.
         let words = aligned_copy(&blob);
-        let model = Int8Model::from_blob(bytemuck::cast_slice(&words))
-            .map_err(|e| QuantizeError::Blob(e.to_string()))?;
+        let model = Int8Model::from_blob(bytemuck::cast_slice(&words)).map_err(model_err)?;
         (model.scratch_words(), model.arena_bytes())
     };
     Ok(Quantized {
