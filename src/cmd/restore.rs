@@ -9,7 +9,7 @@ use ambient_cpu::io::dataset::{write_images_npy, CorruptedDataset};
 use ambient_cpu::io::png_grid::write_pairs_grid;
 use ambient_cpu::io::weights::load_weights;
 use ambient_cpu::metrics::psnr;
-use ambient_cpu::quantize::runner::restore_dataset;
+use ambient_cpu::quantize::runner::{blob_config, restore_dataset};
 use ambient_cpu::restore::{choose_restore_sigma, restore_measurements, SIGMA_CANDIDATES};
 use ambient_cpu::unet::UNet;
 use anyhow::{anyhow, bail, Context, Result};
@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long, required_unless_present = "int8")]
     pub weights: Option<PathBuf>,
     /// Restore with this int8 model blob (from `ambient quantize`) instead of the f32 weights,
-    /// at the sigma it was quantized for.
+    /// at the sigma it was quantized for (--sigma must be auto or that sigma).
     #[arg(long, conflicts_with = "weights")]
     pub int8: Option<PathBuf>,
     /// Measurements and masks (same sources as `train`).
@@ -53,6 +53,16 @@ pub fn run(a: Args) -> Result<()> {
         let ds = data::take(data::load(&a.data, a.masks.as_deref())?, a.limit);
         let bytes =
             std::fs::read(blob).with_context(|| format!("{}: cannot read", blob.display()))?;
+        let blob_sigma = blob_config(&bytes)
+            .map_err(|e| anyhow!("{}: {e}", blob.display()))?
+            .sigma;
+        if a.sigma != "auto" && a.sigma.parse::<f32>().ok() != Some(blob_sigma) {
+            bail!(
+                "--sigma {}: {} was quantized for sigma {blob_sigma} (re-quantize for another)",
+                a.sigma,
+                blob.display()
+            );
+        }
         let (sigma, r) =
             restore_dataset(&bytes, &ds).map_err(|e| anyhow!("{}: {e}", blob.display()))?;
         return finish(&a, &ds, sigma, &r);

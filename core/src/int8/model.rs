@@ -217,8 +217,9 @@ fn f32_zero_point(v: f32) -> Option<i32> {
 }
 
 impl<'a> Int8Model<'a> {
-    /// Parses `bytes` (see [`Blob::parse`]) and checks the whole graph; also plans the scratch
-    /// arena (`super::restore`).
+    /// Parses `bytes` (see [`Blob::parse`]) and checks the whole graph: every layer's tensors
+    /// and parameters, and the arena plan if there is one; also measures the scratch the
+    /// executor needs (`super::restore`).
     pub fn from_blob(bytes: &'a [u8]) -> Result<Self, ModelError> {
         let blob = Blob::parse(bytes)?;
         let io_name = name("", "io");

@@ -3,12 +3,14 @@
 //!
 //! The graph (see [`super`] for how the spec maps onto the kernels) runs in one caller-provided
 //! scratch of 32-bit words: GroupNorm's f32 statistics first, then a byte arena for the int8
-//! activations. Buffers are placed first-fit and freed as soon as their last reader has run, so
-//! the peak is a few feature maps, not the whole network: a ResBlock runs its skip GatedConv(1)
-//! and norm1 first, frees its input, then conv1, norm2, conv2, and adds the residual into
-//! conv2's output. The decoder's `concat[x, skip_l]` is read from the two buffers
-//! ([`super::layout::Channels::concat`]). The same walk, without running kernels, checks every
-//! layer's parameters when the model is loaded and measures the arena's peak
+//! activations. Each buffer is freed as soon as its last reader has run, so the peak is a few
+//! feature maps, not the whole network: a ResBlock runs its skip GatedConv(1) and norm1 first,
+//! frees its input, then conv1, norm2, conv2, and adds the residual into conv2's output. The
+//! decoder's `concat[x, skip_l]` is read from the two buffers
+//! ([`super::layout::Channels::concat`]). Buffers go where the blob's `plan` says (offsets a
+//! host packed offline from [`buffer_events`]; each checked against the buffers live at the
+//! time), or first fit without one. The same walk, without running kernels, checks every
+//! layer's parameters and the plan when the model is loaded and measures the arena's peak
 //! ([`super::model::Int8Model::scratch_words`]), so a run can never ask for more scratch than
 //! the model reported.
 

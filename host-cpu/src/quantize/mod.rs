@@ -6,7 +6,9 @@
 //! conv1 biases, `c_in` into the input's scale, `sigma_data` into the output's); run the folded
 //! f32 network on corrupted measurements and record every quantized tensor's min / max
 //! ([`calibrate`]); choose TFLite quantization parameters and quantize weights, biases,
-//! multipliers and lookup tables ([`emit`]); write the blob (`ambient_core::int8::blob_writer`).
+//! multipliers and lookup tables ([`emit`]); write the blob (`ambient_core::int8::blob_writer`)
+//! with the executor's activation arena packed offline ([`arena_plan`]). [`runner`] restores
+//! with a blob on the host, with the same core code the firmware runs.
 //! `c_skip` and `c_out` need no folding: the restoration keeps the observed pixels of `y`, so
 //! only `D = sigma_data F` at missing pixels is ever used.
 

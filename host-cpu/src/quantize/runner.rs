@@ -2,6 +2,7 @@
 //! image per call of the core executor (the same code the firmware runs), images in parallel,
 //! each worker with its own scratch.
 
+use ambient_core::int8::blob::BlobConfig;
 use ambient_core::int8::model::{Int8Model, ModelError};
 use ambient_core::int8::restore::restore;
 use rayon::prelude::*;
@@ -27,6 +28,15 @@ pub fn restore_int8(model: &Int8Model, y: &[f32], m: &[f32]) -> Result<Vec<f32>,
             |scratch, (o, (yi, mi))| restore(model, yi, mi, scratch, o),
         )?;
     Ok(out)
+}
+
+/// The configuration (and folded sigma) of the model blob `bytes`, after checking the whole
+/// blob as [`Int8Model::from_blob`] does.
+pub fn blob_config(bytes: &[u8]) -> Result<BlobConfig, String> {
+    let words = super::aligned_copy(bytes);
+    let model = Int8Model::from_blob(&bytemuck::cast_slice(&words)[..bytes.len()])
+        .map_err(|e| e.to_string())?;
+    Ok(*model.config())
 }
 
 /// Restores every image of `ds` with the model blob `bytes` (as read from a file); returns the
