@@ -29,6 +29,8 @@ enum Command {
     Sample(cmd::sample::Args),
     /// Restore corrupted measurements in one network call (NFE = 1).
     Restore(cmd::restore::Args),
+    /// Quantize a trained model to int8 for single-step restoration at a fixed sigma.
+    Quantize(cmd::quantize::Args),
     /// Show what a weight file or checkpoint holds.
     Info(cmd::info::Args),
     /// Corrupt MNIST at p = 0.8, train a small run, restore and sample: the README's first command.
@@ -42,6 +44,7 @@ fn main() {
         Command::Train(a) => cmd::train::run(a),
         Command::Sample(a) => cmd::sample::run(a),
         Command::Restore(a) => cmd::restore::run(a),
+        Command::Quantize(a) => cmd::quantize::run(a),
         Command::Info(a) => cmd::info::run(a),
         Command::Quickstart(a) => cmd::quickstart::run(a),
     };

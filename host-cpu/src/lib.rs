@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod nn;
 pub mod optim;
 pub mod params;
+pub mod quantize;
 pub mod restore;
 pub mod sample;
 pub mod tensor_nd;

@@ -2,6 +2,7 @@
 
 pub mod corrupt;
 pub mod info;
+pub mod quantize;
 pub mod quickstart;
 pub mod restore;
 pub mod sample;

@@ -83,7 +83,8 @@ pub fn run(a: Args) -> Result<()> {
         preview: 0,
     })?;
     restore::run(restore::Args {
-        weights: weights.clone(),
+        weights: Some(weights.clone()),
+        int8: None,
         data: test_dir,
         masks: None,
         limit: None,

@@ -9,6 +9,7 @@ use ambient_cpu::io::dataset::{write_images_npy, CorruptedDataset};
 use ambient_cpu::io::png_grid::render_pairs_grid;
 use ambient_cpu::io::weights::load_weights;
 use ambient_cpu::metrics::psnr;
+use ambient_cpu::quantize::runner::{blob_config, restore_dataset};
 use ambient_cpu::restore::{choose_restore_sigma, restore_measurements, SIGMA_CANDIDATES};
 use ambient_cpu::unet::UNet;
 use anyhow::{anyhow, bail, Context, Result};
@@ -18,8 +19,12 @@ use crate::progress;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub weights: PathBuf,
+    #[arg(long, required_unless_present = "int8")]
+    pub weights: Option<PathBuf>,
+    /// Restore with this int8 model blob (from `ambient quantize`) instead of the f32 weights,
+    /// at the sigma it was quantized for (--sigma must be auto or that sigma).
+    #[arg(long, conflicts_with = "weights")]
+    pub int8: Option<PathBuf>,
     /// Measurements and masks (same sources as `train`).
     #[arg(long)]
     pub data: PathBuf,
@@ -44,8 +49,30 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let (cfg, params) = load_weights(&a.weights)?;
-    let net = UNet::new(&cfg.unet).map_err(|e| anyhow!("{}: {e}", a.weights.display()))?;
+    if let Some(blob) = &a.int8 {
+        let ds = data::take(data::load(&a.data, a.masks.as_deref())?, a.limit);
+        let bytes =
+            std::fs::read(blob).with_context(|| format!("{}: cannot read", blob.display()))?;
+        let blob_sigma = blob_config(&bytes)
+            .map_err(|e| anyhow!("{}: {e}", blob.display()))?
+            .sigma;
+        if a.sigma != "auto" && a.sigma.parse::<f32>().ok() != Some(blob_sigma) {
+            bail!(
+                "--sigma {}: {} was quantized for sigma {blob_sigma} (re-quantize for another)",
+                a.sigma,
+                blob.display()
+            );
+        }
+        let (sigma, r) =
+            restore_dataset(&bytes, &ds).map_err(|e| anyhow!("{}: {e}", blob.display()))?;
+        return finish(&a, &ds, sigma, &r);
+    }
+    let weights = a
+        .weights
+        .as_ref()
+        .expect("clap requires --weights without --int8");
+    let (cfg, params) = load_weights(weights)?;
+    let net = UNet::new(&cfg.unet).map_err(|e| anyhow!("{}: {e}", weights.display()))?;
     let ds = data::take(data::load(&a.data, a.masks.as_deref())?, a.limit);
     let u = &cfg.unet;
     if (ds.c, ds.h, ds.w) != (u.img_channels, u.img_resolution, u.img_resolution) {
@@ -55,7 +82,7 @@ pub fn run(a: Args) -> Result<()> {
             ds.c,
             ds.h,
             ds.w,
-            a.weights.display(),
+            weights.display(),
             u.img_channels,
             u.img_resolution,
             u.img_resolution
@@ -106,7 +133,15 @@ pub fn run(a: Args) -> Result<()> {
     )
     .map_err(|e| anyhow!("{}: {e}", a.data.display()))?;
     pb.finish();
-    write_images_npy(&a.out.join("restorations.npy"), dims, &r)?;
+    finish(&a, &ds, sigma, &r)
+}
+
+/// Writes restorations.npy and pairs.png, and reports PSNR if clean images are given.
+fn finish(a: &Args, ds: &CorruptedDataset, sigma: f32, r: &[f32]) -> Result<()> {
+    let dims = (ds.n, ds.c, ds.h, ds.w);
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("{}: cannot create", a.out.display()))?;
+    write_images_npy(&a.out.join("restorations.npy"), dims, r)?;
     let show = ds.n.min(32);
     let l = show * ds.image_len();
     let pairs = a.out.join("pairs.png");
@@ -126,7 +161,7 @@ pub fn run(a: Args) -> Result<()> {
         a.out.display()
     );
     if let Some(clean) = &a.clean {
-        report_psnr(clean, &ds, &r)?;
+        report_psnr(clean, ds, r)?;
     }
     Ok(())
 }

@@ -41,6 +41,8 @@ pub mod gated;
 pub mod groupnorm;
 pub mod layout;
 pub mod lut;
+pub mod model;
 pub mod quant;
 pub mod requant;
 pub mod resample;
+pub mod restore;
