@@ -3,12 +3,16 @@
 //! restoration D(y, A, s_r) (latency). `benches/compare.sh` runs these beside PyTorch eager and
 //! ONNX Runtime (benches/compare_pytorch.py) on the same cores.
 
+use ambient_core::int8::model::Int8Model;
 use ambient_core::AmbientRng;
 use ambient_cpu::config::{CorruptionMeta, UNetConfig};
 use ambient_cpu::corrupt::{corrupt_dataset, CorruptionKind};
 use ambient_cpu::denoiser::denoise;
 use ambient_cpu::init::init_params;
 use ambient_cpu::io::dataset::CorruptedDataset;
+use ambient_cpu::io::weights::load_weights;
+use ambient_cpu::quantize::aligned_copy;
+use ambient_cpu::quantize::runner::restore_int8;
 use ambient_cpu::train::{Further, Mode, TrainOptions, Trainer};
 use ambient_cpu::unet::UNet;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -73,6 +77,34 @@ fn bench(c: &mut Criterion) {
     g.sample_size(100);
     g.bench_function("restore_single_image", |b| {
         b.iter(|| denoise(&net, &params, &y, &m, &[0.1]))
+    });
+    g.finish();
+    int8_vs_f32(c, &ds);
+}
+
+/// Host int8 restoration against host f32 restoration of the same trained model (the firmware's
+/// ch 8 model and its blob, both committed under firmware-demo/): one image, NFE = 1.
+fn int8_vs_f32(c: &mut Criterion, ds: &CorruptedDataset) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-demo");
+    let (cfg, params) = load_weights(&root.join("model/ch8_p08.safetensors")).expect("ch 8 model");
+    let net = UNet::new(&cfg.unet).expect("net");
+    let bytes = std::fs::read(root.join("assets/model.blob")).expect("blob");
+    let words = aligned_copy(&bytes);
+    let model =
+        Int8Model::from_blob(&bytemuck::cast_slice(&words)[..bytes.len()]).expect("blob parses");
+    let sigma = model.config().sigma;
+    let (y, m) = ds.image(0);
+    let (y4, m4) = (
+        Array4::from_shape_vec((1, 1, 28, 28), y.to_vec()).expect("y"),
+        Array4::from_shape_vec((1, 1, 28, 28), m.to_vec()).expect("m"),
+    );
+    let mut g = c.benchmark_group("ch8_restore_one_image");
+    g.sample_size(100);
+    g.bench_function("f32", |b| {
+        b.iter(|| denoise(&net, &params, &y4, &m4, &[sigma]))
+    });
+    g.bench_function("int8", |b| {
+        b.iter(|| restore_int8(&model, y, m).expect("int8"))
     });
     g.finish();
 }
