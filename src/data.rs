@@ -2,7 +2,7 @@
 //! `ambient corrupt`), a folder of PNG images with masks beside them, `.npy` images (with an
 //! optional `.npy` of masks), or IDX images (`.gz` or raw).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ambient_cpu::io::corrupted_dir::{load_corrupted_dir, RECORD_FILE};
 use ambient_cpu::io::dataset::CorruptedDataset;
@@ -48,4 +48,35 @@ pub fn take(mut ds: CorruptedDataset, limit: Option<usize>) -> CorruptedDataset 
         }
     }
     ds
+}
+
+/// The data options that `train` and `restore` share.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DataArgs {
+    /// Measurements and masks: a directory from `ambient corrupt`, a PNG folder with
+    /// NAME.mask.png beside each NAME.png, or .npy images (with --masks).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Masks for .npy measurements (N x H x W [x 1], 1 = observed).
+    #[arg(long)]
+    pub masks: Option<PathBuf>,
+    /// Use only the first N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+impl DataArgs {
+    /// `--data` alone, every image.
+    pub fn all(data: PathBuf) -> Self {
+        DataArgs {
+            data,
+            masks: None,
+            limit: None,
+        }
+    }
+
+    /// Loads the dataset these options name.
+    pub fn load(&self) -> Result<CorruptedDataset> {
+        Ok(take(load(&self.data, self.masks.as_deref())?, self.limit))
+    }
 }

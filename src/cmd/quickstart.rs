@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::{corrupt, restore, sample, train};
+use crate::data::DataArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -61,9 +62,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let run_dir = a.out.join("model");
     let weights = train::train(train::Args {
-        data: train_dir,
-        masks: None,
-        limit: None,
+        input: DataArgs::all(train_dir),
         out: run_dir.clone(),
         mode: "ambient".into(),
         delta: 0.1,
@@ -85,9 +84,7 @@ pub fn run(a: Args) -> Result<()> {
     restore::run(restore::Args {
         weights: Some(weights.clone()),
         int8: None,
-        data: test_dir,
-        masks: None,
-        limit: None,
+        input: DataArgs::all(test_dir),
         out: a.out.join("restore"),
         sigma: "auto".into(),
         holdout: 128,

@@ -25,13 +25,8 @@ pub struct Args {
     /// at the sigma it was quantized for (--sigma must be auto or that sigma).
     #[arg(long, conflicts_with = "weights")]
     pub int8: Option<PathBuf>,
-    /// Measurements and masks (same sources as `train`).
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long)]
-    pub masks: Option<PathBuf>,
-    #[arg(long)]
-    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub input: crate::data::DataArgs,
     /// Output directory: restorations.npy and pairs.png.
     #[arg(long)]
     pub out: PathBuf,
@@ -50,7 +45,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     if let Some(blob) = &a.int8 {
-        let ds = data::take(data::load(&a.data, a.masks.as_deref())?, a.limit);
+        let ds = a.input.load()?;
         let bytes =
             std::fs::read(blob).with_context(|| format!("{}: cannot read", blob.display()))?;
         let blob_sigma = blob_config(&bytes)
@@ -73,12 +68,12 @@ pub fn run(a: Args) -> Result<()> {
         .expect("clap requires --weights without --int8");
     let (cfg, params) = load_weights(weights)?;
     let net = UNet::new(&cfg.unet).map_err(|e| anyhow!("{}: {e}", weights.display()))?;
-    let ds = data::take(data::load(&a.data, a.masks.as_deref())?, a.limit);
+    let ds = a.input.load()?;
     let u = &cfg.unet;
     if (ds.c, ds.h, ds.w) != (u.img_channels, u.img_resolution, u.img_resolution) {
         bail!(
             "{}: images are {} x {} x {} but {} takes {} x {} x {}",
-            a.data.display(),
+            a.input.data.display(),
             ds.c,
             ds.h,
             ds.w,
@@ -91,7 +86,7 @@ pub fn run(a: Args) -> Result<()> {
     let sigma = if a.sigma == "auto" {
         let held = data::take(ds.clone(), Some(a.holdout));
         let choice = choose_restore_sigma(&net, &params, &held, &SIGMA_CANDIDATES, 0.2, 1)
-            .map_err(|e| anyhow!("{}: {e}", a.data.display()))?;
+            .map_err(|e| anyhow!("{}: {e}", a.input.data.display()))?;
         eprintln!(
             "restoration sigma chosen on {} held-out measurements ({} hidden observed pixels):",
             choice.images, choice.hidden_pixels
@@ -131,7 +126,7 @@ pub fn run(a: Args) -> Result<()> {
         a.batch,
         |d| pb.set_position(d as u64),
     )
-    .map_err(|e| anyhow!("{}: {e}", a.data.display()))?;
+    .map_err(|e| anyhow!("{}: {e}", a.input.data.display()))?;
     pb.finish();
     finish(&a, &ds, sigma, &r)
 }

@@ -12,7 +12,6 @@ use ambient_cpu::io::weights::save_weights;
 use ambient_cpu::train::{Further, Mode, TrainOptions, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::data;
 use crate::progress;
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -21,16 +20,8 @@ pub const LOG_FILE: &str = "train_log.csv";
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
-    /// Measurements and masks: a directory from `ambient corrupt`, a PNG folder with
-    /// NAME.mask.png beside each NAME.png, or .npy images (with --masks).
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Masks for .npy measurements (N x H x W [x 1], 1 = observed).
-    #[arg(long)]
-    pub masks: Option<PathBuf>,
-    /// Use only the first N images.
-    #[arg(long)]
-    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub input: crate::data::DataArgs,
     /// Run directory: checkpoint, weights, log and preview go here.
     #[arg(long)]
     pub out: PathBuf,
@@ -103,7 +94,7 @@ fn further_for(a: &Args, ds: &CorruptedDataset) -> Result<(String, Further, Opti
         "random" => Ok((meta_kind, Further::Random { delta: a.delta }, None)),
         other => bail!(
             "{}: corruption kind {other:?} cannot be trained on images",
-            a.data.display()
+            a.input.data.display()
         ),
     }
 }
@@ -120,7 +111,7 @@ pub fn train(a: Args) -> Result<PathBuf> {
         "clean" => Mode::Clean,
         other => bail!("--mode {other:?}: expected ambient, naive or clean"),
     };
-    let ds = data::take(data::load(&a.data, a.masks.as_deref())?, a.limit);
+    let ds = a.input.load()?;
     let (kind, further, box_side) = further_for(&a, &ds)?;
     let p = ds
         .meta
@@ -133,7 +124,7 @@ pub fn train(a: Args) -> Result<PathBuf> {
     if ds.h != ds.w {
         bail!(
             "{}: images are {} x {}; the network takes square images",
-            a.data.display(),
+            a.input.data.display(),
             ds.h,
             ds.w
         );
@@ -186,7 +177,7 @@ pub fn train(a: Args) -> Result<PathBuf> {
         opts.seed = a.seed;
         Trainer::new(requested.unet, requested.corruption, opts).map_err(|e| anyhow!("{e}"))?
     };
-    trainer.check_data(&ds, &a.data)?;
+    trainer.check_data(&ds, &a.input.data)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot create the run directory", a.out.display()))?;
     let log_path = a.out.join(LOG_FILE);
@@ -200,7 +191,7 @@ pub fn train(a: Args) -> Result<PathBuf> {
     while trainer.step < total {
         let s = trainer
             .train_step(&ds)
-            .map_err(|e| anyhow!("{}: {e}", a.data.display()))?;
+            .map_err(|e| anyhow!("{}: {e}", a.input.data.display()))?;
         recent.push(s.loss);
         writeln!(
             log,
