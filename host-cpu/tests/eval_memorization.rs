@@ -7,7 +7,7 @@ use ambient_core::AmbientRng;
 use ambient_cpu::eval::histogram::{
     render_histogram, Histogram, AXIS, BAR, BAR_WIDTH, MARGIN, PLOT_HEIGHT, TICK,
 };
-use ambient_cpu::eval::memorization::{ink, similarity_stats, top1_cosine};
+use ambient_cpu::eval::memorization::{centred, column_mean, ink, similarity_stats, top1_cosine};
 
 #[test]
 fn top1_cosine_by_hand() {
@@ -66,6 +66,20 @@ fn quantiles_and_fraction_by_hand() {
     assert!((s.fraction_above - 0.6).abs() < 1e-12);
     assert!(similarity_stats(&[], 0.95).is_err());
     assert_eq!(ink(&[-1.0, 0.0, 1.0]), vec![0.0, 0.5, 1.0]);
+}
+
+#[test]
+fn centring_by_hand() {
+    // Rows (1, 2), (3, 6): column means (2, 4); centred rows (-1, -2), (1, 2).
+    let rows = [1.0f32, 2.0, 3.0, 6.0];
+    let mean = column_mean(&rows, 2).unwrap();
+    assert_eq!(mean, vec![2.0, 4.0]);
+    assert_eq!(centred(&rows, &mean), vec![-1.0, -2.0, 1.0, 2.0]);
+    assert!(column_mean(&rows, 3).is_err());
+    // Two positive vectors at cosine 0.98 become opposite once centred on their mean.
+    let c = centred(&rows, &mean);
+    let got = top1_cosine(&c[..2], &c[2..], 2).unwrap();
+    assert!((got[0].0 + 1.0).abs() < 1e-6);
 }
 
 #[test]

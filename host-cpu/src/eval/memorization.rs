@@ -3,7 +3,10 @@
 //! features, or pixels), and the summary the report quotes: quantiles and the fraction above
 //! a threshold (0.95). A sample that copies a training image scores 1.
 //!
-//! For pixels use [`ink`]: images in [-1, 1] mapped to `(x + 1) / 2`, so the background is 0
+//! For classifier features use [`centred`]: features after a SiLU are mostly positive, so
+//! raw cosines of any two digits are high (held-out MNIST test digits score a median of 0.99
+//! against the training set); centring both sets on the training features' mean makes the
+//! cosine compare what distinguishes digits. For pixels use [`ink`]: images in [-1, 1] mapped to `(x + 1) / 2`, so the background is 0
 //! and the cosine measures the overlap of the strokes; on raw [-1, 1] MNIST the shared -1
 //! background makes every pair look similar.
 
@@ -19,6 +22,34 @@ const REFERENCE_BLOCK: usize = 2048;
 /// `(x + 1) / 2` of every value: [-1, 1] images as ink in [0, 1].
 pub fn ink(images: &[f32]) -> Vec<f32> {
     images.iter().map(|&x| 0.5 * (x + 1.0)).collect()
+}
+
+/// The mean of each column of row-major `rows` (`dim` values per row), in f64.
+pub fn column_mean(rows: &[f32], dim: usize) -> Result<Vec<f64>, EvalError> {
+    if dim == 0 || rows.is_empty() || rows.len() % dim != 0 {
+        return Err(EvalError::Shape(format!(
+            "{} values are not a non-empty set of vectors of {dim}",
+            rows.len()
+        )));
+    }
+    let mut mean = vec![0.0f64; dim];
+    for r in rows.chunks(dim) {
+        mean.iter_mut().zip(r).for_each(|(m, &v)| *m += v as f64);
+    }
+    let n = (rows.len() / dim) as f64;
+    mean.iter_mut().for_each(|m| *m /= n);
+    Ok(mean)
+}
+
+/// `rows` with `mean` subtracted from every row (`mean.len()` values per row).
+pub fn centred(rows: &[f32], mean: &[f64]) -> Vec<f32> {
+    assert!(
+        !mean.is_empty() && rows.len() % mean.len() == 0,
+        "centred: whole rows"
+    );
+    rows.chunks(mean.len())
+        .flat_map(|r| r.iter().zip(mean).map(|(&v, &m)| (v as f64 - m) as f32))
+        .collect()
 }
 
 /// Rows scaled to unit length (a zero row stays zero, so its cosine with anything is 0).

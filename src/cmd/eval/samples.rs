@@ -2,8 +2,10 @@
 //! samples and of the clean test set (with the same distance for as many clean training images
 //! as there are samples, the floor a perfect generator would reach at this sample size), the
 //! predicted-class counts, and memorization: each sample's top-1 cosine similarity to the
-//! training set in classifier features and in pixels (ink, `(x + 1) / 2`), with quantiles, the
-//! fraction above 0.95 and histogram PNGs with JSON legends.
+//! training set in classifier features (centred on the training mean) and in pixels (ink,
+//! `(x + 1) / 2`), with quantiles, the fraction above 0.95 and histogram PNGs with JSON
+//! legends, beside the same statistics of as many held-out test images (what a generator that
+//! memorizes nothing would score).
 
 use std::path::PathBuf;
 
@@ -12,14 +14,14 @@ use ambient_cpu::eval::classifier_file::load_classifier;
 use ambient_cpu::eval::classifier_train::{predictions, run_classifier};
 use ambient_cpu::eval::frechet::{frechet_distance, GaussianFit};
 use ambient_cpu::eval::histogram::{render_histogram, Histogram};
-use ambient_cpu::eval::memorization::{ink, similarity_stats, top1_cosine, SimilarityStats};
+use ambient_cpu::eval::memorization::{
+    centred, column_mean, ink, similarity_stats, top1_cosine, SimilarityStats,
+};
 use ambient_cpu::io::dataset::CorruptedDataset;
 use anyhow::{bail, Context, Result};
 use ndarray::Array2;
 use serde_json::json;
 
-/// Threshold of "near copy" in the memorization statistics.
-const COPY_THRESHOLD: f64 = 0.95;
 /// Histogram bins over [0, 1].
 const BINS: usize = 50;
 
@@ -41,6 +43,9 @@ pub struct Args {
     /// Directory for the histograms and memorization.json.
     #[arg(long)]
     pub out: PathBuf,
+    /// Cosine similarity above which a sample counts as a near copy.
+    #[arg(long, default_value_t = 0.95)]
+    pub threshold: f64,
     /// Also write the summary as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -119,30 +124,56 @@ pub fn run(a: Args) -> Result<()> {
         .iter()
         .for_each(|&c| classes[c as usize] += 1);
 
-    let feat_top1 = top1_cosine(&vs, &vr, d)?;
-    let pix_top1 = top1_cosine(
-        &ink(&samples.measurements),
-        &ink(&train.measurements),
-        samples.image_len(),
-    )?;
+    // Reference: as many held-out test images as samples, which no model has memorized.
+    let n_ref = samples.n.min(test.n);
+    let mean = column_mean(&vr, d)?;
+    let train_feat = centred(&vr, &mean);
+    let train_ink = ink(&train.measurements);
+    let l = samples.image_len();
+    let spaces = [
+        (
+            "features",
+            centred(&vs, &mean),
+            centred(&vt[..n_ref * d], &mean),
+            &train_feat,
+            d,
+        ),
+        (
+            "pixels",
+            ink(&samples.measurements),
+            ink(&test.measurements[..n_ref * l]),
+            &train_ink,
+            l,
+        ),
+    ];
     let mut report = serde_json::Map::new();
-    for (name, top1) in [("features", &feat_top1), ("pixels", &pix_top1)] {
+    for (name, queries, reference, train_rows, dim) in spaces {
+        let top1 = top1_cosine(&queries, train_rows, dim)?;
         let v: Vec<f32> = top1.iter().map(|t| t.0).collect();
-        let s = similarity_stats(&v, COPY_THRESHOLD)?;
+        let s = similarity_stats(&v, a.threshold)?;
+        let rv: Vec<f32> = top1_cosine(&reference, train_rows, dim)?
+            .iter()
+            .map(|t| t.0)
+            .collect();
+        let rs = similarity_stats(&rv, a.threshold)?;
         let h = Histogram::new(&v, 0.0, 1.0, BINS)?;
         let png = a.out.join(format!("memorization_{name}.png"));
         render_histogram(&h).write_png(&png)?;
-        println!(
-            "memorization ({name}): top-1 cosine to {} training images: 5% {:.4}, median {:.4}, 95% {:.4}, max {:.4}; above {COPY_THRESHOLD}: {:.2}%",
-            train.n, s.q05, s.q50, s.q95, s.max, 100.0 * s.fraction_above
-        );
+        for (who, st) in [("samples", &s), ("test ref", &rs)] {
+            println!(
+                "memorization ({name}, {who}): top-1 cosine to {} training images: 5% {:.4}, median {:.4}, 95% {:.4}, max {:.4}; above {}: {:.2}%",
+                train.n, st.q05, st.q50, st.q95, st.max, st.threshold, 100.0 * st.fraction_above
+            );
+        }
         let nearest: Vec<usize> = top1.iter().map(|t| t.1).collect();
         report.insert(
             name.into(),
             json!({
                 "stats": stats_json(&s),
+                "reference_test_images": n_ref,
+                "reference_stats": stats_json(&rs),
                 "histogram_png": png.display().to_string(),
-                "histogram": h.legend(&format!("top-1 cosine similarity of each sample to the training set ({name})")),
+                "histogram": h.legend(&format!("top-1 cosine similarity of each sample to the training set ({name}); values below 0 count in the first bin")),
                 "nearest_training_index": nearest,
             }),
         );
@@ -163,6 +194,7 @@ pub fn run(a: Args) -> Result<()> {
         "predicted_classes": classes,
         "memorization": report,
         "pixel_space": "ink = (x + 1) / 2 of [-1, 1] images",
+        "feature_space": "classifier features centred on the training features' mean",
     });
     super::write_json(&a.out.join("memorization.json"), &summary)?;
     if let Some(p) = &a.json {
