@@ -134,7 +134,8 @@ fn one_step_by_hand() {
     .unwrap();
     let k = C2 as f64 / (C2 as f64 + (s as f64).powi(2));
     let ratio = s_next as f64 / s as f64;
-    for n in 0..2 {
+    assert_eq!(norms.len(), 2);
+    for (n, &got_norm) in norms.iter().enumerate() {
         let xs = x.0.index_axis(Axis(0), n);
         let x_hat: Vec<f64> = xs
             .iter()
@@ -148,7 +149,7 @@ fn one_step_by_hand() {
                 .map(|((&y, &a), &xh)| y as f64 - a as f64 * xh)
                 .collect();
         let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
-        assert!((norms[n] - norm).abs() < 1e-5 * norm);
+        assert!((got_norm - norm).abs() < 1e-5 * norm);
         for (i, (&xv, &xh)) in xs.iter().zip(&x_hat).enumerate() {
             // grad ||r|| = J^T (-A r / ||r||) = -k A r / ||r||; A r = r (r is 0 off A).
             let grad = -k * r[i] / norm;

@@ -56,7 +56,7 @@ impl ClassifierConfig {
                 "classifier sizes must be positive with at least 2 classes: {self:?}"
             )));
         }
-        if self.img_resolution == 0 || self.img_resolution % 4 != 0 {
+        if self.img_resolution == 0 || !self.img_resolution.is_multiple_of(4) {
             return Err(EvalError::Invalid(format!(
                 "classifier resolution {} must be a positive multiple of 4",
                 self.img_resolution

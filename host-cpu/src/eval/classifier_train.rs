@@ -36,7 +36,7 @@ impl Default for ClassifierTraining {
 fn image_count(clf: &Classifier, images: &[f32]) -> Result<usize, EvalError> {
     let c = clf.config();
     let len = c.img_channels * c.img_resolution * c.img_resolution;
-    if images.len() % len != 0 {
+    if !images.len().is_multiple_of(len) {
         return Err(EvalError::Shape(format!(
             "{} values are not whole {} x {r} x {r} images",
             images.len(),

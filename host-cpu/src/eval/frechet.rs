@@ -22,7 +22,7 @@ pub struct GaussianFit {
 impl GaussianFit {
     /// Fits `n = features.len() / dim` feature vectors (row-major `n x dim`), `n >= 2`.
     pub fn from_features(features: &[f32], dim: usize) -> Result<Self, EvalError> {
-        if dim == 0 || features.len() % dim != 0 {
+        if dim == 0 || !features.len().is_multiple_of(dim) {
             return Err(EvalError::Shape(format!(
                 "{} feature values are not whole vectors of {dim}",
                 features.len()

@@ -26,7 +26,7 @@ pub fn ink(images: &[f32]) -> Vec<f32> {
 
 /// The mean of each column of row-major `rows` (`dim` values per row), in f64.
 pub fn column_mean(rows: &[f32], dim: usize) -> Result<Vec<f64>, EvalError> {
-    if dim == 0 || rows.is_empty() || rows.len() % dim != 0 {
+    if dim == 0 || rows.is_empty() || !rows.len().is_multiple_of(dim) {
         return Err(EvalError::Shape(format!(
             "{} values are not a non-empty set of vectors of {dim}",
             rows.len()
@@ -44,7 +44,7 @@ pub fn column_mean(rows: &[f32], dim: usize) -> Result<Vec<f64>, EvalError> {
 /// `rows` with `mean` subtracted from every row (`mean.len()` values per row).
 pub fn centred(rows: &[f32], mean: &[f64]) -> Vec<f32> {
     assert!(
-        !mean.is_empty() && rows.len() % mean.len() == 0,
+        !mean.is_empty() && rows.len().is_multiple_of(mean.len()),
         "centred: whole rows"
     );
     rows.chunks(mean.len())
@@ -71,7 +71,7 @@ pub fn top1_cosine(
     references: &[f32],
     dim: usize,
 ) -> Result<Vec<(f32, usize)>, EvalError> {
-    if dim == 0 || queries.len() % dim != 0 || references.len() % dim != 0 {
+    if dim == 0 || !queries.len().is_multiple_of(dim) || !references.len().is_multiple_of(dim) {
         return Err(EvalError::Shape(format!(
             "{} query and {} reference values are not whole vectors of {dim}",
             queries.len(),

@@ -54,7 +54,7 @@ impl Ssim {
 
     /// A uniform `side x side` window (`side` odd and at least 1).
     pub fn uniform(side: usize) -> Result<Self, EvalError> {
-        if side == 0 || side % 2 == 0 {
+        if side == 0 || side.is_multiple_of(2) {
             return Err(EvalError::Invalid(format!(
                 "SSIM window side {side} must be odd"
             )));

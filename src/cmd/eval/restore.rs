@@ -3,7 +3,7 @@
 //! optionally as JSON: the measurement itself (missing pixels 0), the ambient model's NFE = 1
 //! restoration, classical inpainting (harmonic or biharmonic) and DPS with a clean-trained model.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ambient_core::schedule::EdmSchedule;
 use ambient_core::AmbientRng;
@@ -127,12 +127,7 @@ fn restoration_sigma(
     Ok(s)
 }
 
-fn run_dps(
-    a: &Args,
-    weights: &PathBuf,
-    ds: &CorruptedDataset,
-    n: usize,
-) -> Result<(Vec<f32>, usize)> {
+fn run_dps(a: &Args, weights: &Path, ds: &CorruptedDataset, n: usize) -> Result<(Vec<f32>, usize)> {
     let (cfg, params) = load_weights(weights)?;
     if cfg.corruption.mode != "clean" {
         eprintln!(

@@ -7,7 +7,7 @@
 //! legends, beside the same statistics of as many held-out test images (what a generator that
 //! memorizes nothing would score).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ambient_cpu::eval::classifier::Classifier;
 use ambient_cpu::eval::classifier_file::load_classifier;
@@ -51,7 +51,7 @@ pub struct Args {
     pub json: Option<PathBuf>,
 }
 
-fn load(path: &PathBuf, limit: Option<usize>) -> Result<CorruptedDataset> {
+fn load(path: &Path, limit: Option<usize>) -> Result<CorruptedDataset> {
     let ds = if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
