@@ -1,5 +1,6 @@
-//! Classical inpainting baselines for the same measurements the models see: harmonic and
-//! biharmonic inpainting. Observed pixels are kept; the missing ones solve
+//! Classical inpainting baselines for the same measurements the models see: harmonic,
+//! biharmonic and total-variation inpainting (the last in [`super::tv_inpaint`], built on the
+//! solver here). Observed pixels are kept; the missing ones solve
 //!
 //! - harmonic: `(L u)_p = 0` at every missing pixel `p` (each missing pixel is the mean of its
 //!   4-neighbours), the minimiser of the Dirichlet energy `sum_edges (u_p - u_q)^2`;
@@ -16,6 +17,7 @@
 //! inpainting reproduces affine images and biharmonic inpainting quadratic ones exactly.
 //! Each channel plane is inpainted on its own.
 
+use super::tv_inpaint::total_variation;
 use super::EvalError;
 
 /// Which equation the missing pixels solve.
@@ -25,6 +27,8 @@ pub enum Inpainting {
     Harmonic,
     /// `L^2 u = 0` on the missing pixels.
     Biharmonic,
+    /// Total variation (see [`super::tv_inpaint`]), started from the harmonic fill.
+    TotalVariation,
 }
 
 impl Inpainting {
@@ -33,6 +37,7 @@ impl Inpainting {
         match self {
             Inpainting::Harmonic => "harmonic",
             Inpainting::Biharmonic => "biharmonic",
+            Inpainting::TotalVariation => "tv",
         }
     }
 }
@@ -60,10 +65,12 @@ impl Default for SolverSettings {
 /// How the solver converged on one plane (or the worst over many).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Convergence {
-    /// Conjugate-gradient iterations.
+    /// Conjugate-gradient iterations (over all of total variation's linear solves).
     pub iterations: usize,
     /// Final `||b - A x|| / ||b||` (0 when nothing was missing or `b = 0`).
     pub relative_residual: f64,
+    /// Total variation's reweighting iterations (0 for the linear methods).
+    pub outer_iterations: usize,
 }
 
 /// `out <- L u` on an `h x w` grid (graph Laplacian, neighbours inside the image).
@@ -107,6 +114,11 @@ impl Operator {
             Inpainting::Biharmonic => {
                 laplacian(u, self.h, self.w, &mut self.tmp);
                 laplacian(&self.tmp, self.h, self.w, out);
+            }
+            // Total variation starts from the harmonic fill.
+            Inpainting::TotalVariation => {
+                laplacian(u, self.h, self.w, out);
+                out.iter_mut().for_each(|v| *v = -*v);
             }
         }
     }
@@ -153,66 +165,95 @@ pub fn inpaint_plane(
     if known.iter().any(|v| !v.is_finite()) {
         return Err(EvalError::NonFinite("observed pixels to inpaint".into()));
     }
-    let restrict = |v: &mut [f64]| {
-        v.iter_mut()
-            .zip(&missing)
-            .for_each(|(x, &m)| *x = if m { *x } else { 0.0 })
-    };
     let mut op = Operator {
         method,
         h,
         w,
         tmp: vec![0.0; h * w],
     };
-    // b = -(A u_known) on the missing pixels.
-    let mut b = vec![0.0; h * w];
-    op.apply(&known, &mut b);
-    b.iter_mut().for_each(|v| *v = -*v);
-    restrict(&mut b);
-    let b_norm = dot(&b, &b).sqrt();
-    let mut v = vec![0.0; h * w];
-    let mut conv = Convergence::default();
-    if b_norm > 0.0 {
-        let mean = known.iter().sum::<f64>() / observed as f64;
-        v.iter_mut()
-            .zip(&missing)
-            .for_each(|(x, &m)| *x = if m { mean } else { 0.0 });
-        let mut ap = vec![0.0; h * w];
-        op.apply(&v, &mut ap);
-        restrict(&mut ap);
-        let mut r: Vec<f64> = b.iter().zip(&ap).map(|(b, a)| b - a).collect();
-        let mut p = r.clone();
-        let mut rr = dot(&r, &r);
-        let target = settings.tolerance * b_norm;
-        while rr.sqrt() > target {
-            if conv.iterations == settings.max_iterations {
-                return Err(EvalError::NotConverged {
-                    what: "conjugate-gradient inpainting",
-                    iterations: conv.iterations,
-                    residual: rr.sqrt() / b_norm,
-                    tolerance: settings.tolerance,
-                });
-            }
-            op.apply(&p, &mut ap);
-            restrict(&mut ap);
-            let alpha = rr / dot(&p, &ap);
-            v.iter_mut().zip(&p).for_each(|(x, p)| *x += alpha * p);
-            r.iter_mut().zip(&ap).for_each(|(r, a)| *r -= alpha * a);
-            let rr_new = dot(&r, &r);
-            let beta = rr_new / rr;
-            p.iter_mut().zip(&r).for_each(|(p, r)| *p = r + beta * *p);
-            rr = rr_new;
-            conv.iterations += 1;
-        }
-        conv.relative_residual = rr.sqrt() / b_norm;
+    let mean = known.iter().sum::<f64>() / observed as f64;
+    let start: Vec<f64> = missing
+        .iter()
+        .map(|&m| if m { mean } else { 0.0 })
+        .collect();
+    let (v, mut conv) = solve_on_missing(
+        &known,
+        &missing,
+        &start,
+        &mut |u, out| op.apply(u, out),
+        settings,
+    )?;
+    if method == Inpainting::TotalVariation {
+        let filled: Vec<f64> = known.iter().zip(&v).map(|(k, x)| k + x).collect();
+        let (u, tv) = total_variation(&known, &missing, filled, (h, w), settings)?;
+        conv = tv;
+        return Ok((u.iter().map(|&x| x as f32).collect(), conv));
     }
     let out = known
         .iter()
         .zip(&v)
-        .zip(&missing)
-        .map(|((&k, &x), &m)| (if m { x } else { k }) as f32)
+        .map(|(&k, &x)| (k + x) as f32)
         .collect();
     Ok((out, conv))
+}
+
+/// Solves `(A v)_p = -(A known)_p` at the missing pixels `p` for `v` (zero at observed
+/// pixels) by conjugate gradients from `start` (zero at observed pixels), where `apply` is a
+/// symmetric positive semi-definite operator on the full grid that is definite on the missing
+/// pixels. Returns `v` and the convergence.
+pub(crate) fn solve_on_missing(
+    known: &[f64],
+    missing: &[bool],
+    start: &[f64],
+    apply: &mut dyn FnMut(&[f64], &mut [f64]),
+    settings: SolverSettings,
+) -> Result<(Vec<f64>, Convergence), EvalError> {
+    let len = known.len();
+    let restrict = |v: &mut [f64]| {
+        v.iter_mut()
+            .zip(missing)
+            .for_each(|(x, &m)| *x = if m { *x } else { 0.0 })
+    };
+    let mut b = vec![0.0; len];
+    apply(known, &mut b);
+    b.iter_mut().for_each(|v| *v = -*v);
+    restrict(&mut b);
+    let b_norm = dot(&b, &b).sqrt();
+    let mut conv = Convergence::default();
+    if b_norm == 0.0 {
+        return Ok((vec![0.0; len], conv));
+    }
+    let mut v = start.to_vec();
+    restrict(&mut v);
+    let mut ap = vec![0.0; len];
+    apply(&v, &mut ap);
+    restrict(&mut ap);
+    let mut r: Vec<f64> = b.iter().zip(&ap).map(|(b, a)| b - a).collect();
+    let mut p = r.clone();
+    let mut rr = dot(&r, &r);
+    let target = settings.tolerance * b_norm;
+    while rr.sqrt() > target {
+        if conv.iterations == settings.max_iterations {
+            return Err(EvalError::NotConverged {
+                what: "conjugate-gradient inpainting",
+                iterations: conv.iterations,
+                residual: rr.sqrt() / b_norm,
+                tolerance: settings.tolerance,
+            });
+        }
+        apply(&p, &mut ap);
+        restrict(&mut ap);
+        let alpha = rr / dot(&p, &ap);
+        v.iter_mut().zip(&p).for_each(|(x, p)| *x += alpha * p);
+        r.iter_mut().zip(&ap).for_each(|(r, a)| *r -= alpha * a);
+        let rr_new = dot(&r, &r);
+        let beta = rr_new / rr;
+        p.iter_mut().zip(&r).for_each(|(p, r)| *p = r + beta * *p);
+        rr = rr_new;
+        conv.iterations += 1;
+    }
+    conv.relative_residual = rr.sqrt() / b_norm;
+    Ok((v, conv))
 }
 
 /// Inpaints `n` NCHW images (`dims = (n, c, h, w)`), plane by plane; returns the images and
@@ -246,6 +287,7 @@ pub fn inpaint_images(
         out.extend_from_slice(&plane);
         worst.iterations = worst.iterations.max(conv.iterations);
         worst.relative_residual = worst.relative_residual.max(conv.relative_residual);
+        worst.outer_iterations = worst.outer_iterations.max(conv.outer_iterations);
     }
     Ok((out, worst))
 }

@@ -14,5 +14,6 @@ pub mod inpaint;
 pub mod linalg;
 pub mod memorization;
 pub mod ssim;
+pub mod tv_inpaint;
 
 pub use error::EvalError;

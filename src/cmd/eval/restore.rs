@@ -1,7 +1,7 @@
 //! `ambient eval restore`: restores the measurements of a corrupted dataset by every method
 //! asked for and prints PSNR and SSIM against the clean images (and NFE per image) as a table,
 //! optionally as JSON: the measurement itself (missing pixels 0), the ambient model's NFE = 1
-//! restoration, classical inpainting (harmonic or biharmonic) and DPS with a clean-trained model.
+//! restoration, classical inpainting (harmonic, biharmonic, total variation) and DPS with a clean-trained model.
 
 use std::path::{Path, PathBuf};
 
@@ -44,7 +44,7 @@ pub struct Args {
     pub sigma: String,
     #[arg(long, default_value_t = 200)]
     pub holdout: usize,
-    /// Classical baseline(s): harmonic, biharmonic (repeat the flag for both).
+    /// Classical baseline(s): harmonic, biharmonic, tv (repeat the flag for several).
     #[arg(long)]
     pub baseline: Vec<String>,
     /// DPS with this clean-trained weight file.
@@ -215,7 +215,8 @@ pub fn run(a: Args) -> Result<()> {
         .map(|b| match b.as_str() {
             "harmonic" => Ok(Inpainting::Harmonic),
             "biharmonic" => Ok(Inpainting::Biharmonic),
-            other => Err(anyhow!("--baseline {other:?}: harmonic or biharmonic")),
+            "tv" => Ok(Inpainting::TotalVariation),
+            other => Err(anyhow!("--baseline {other:?}: harmonic, biharmonic or tv")),
         })
         .collect::<Result<_>>()?;
     if let Some(out) = &a.out {
@@ -274,10 +275,17 @@ pub fn run(a: Args) -> Result<()> {
             &clean,
             &v,
             0,
-            format!(
-                "CG <= {} iterations, residual <= {:.1e}",
-                conv.iterations, conv.relative_residual
-            ),
+            if conv.outer_iterations > 0 {
+                format!(
+                    "<= {} reweightings, <= {} CG iterations per image",
+                    conv.outer_iterations, conv.iterations
+                )
+            } else {
+                format!(
+                    "CG <= {} iterations, residual <= {:.1e}",
+                    conv.iterations, conv.relative_residual
+                )
+            },
         )?);
     }
 
