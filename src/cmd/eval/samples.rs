@@ -40,9 +40,9 @@ pub struct Args {
     /// Use the first N training images for memorization (all by default).
     #[arg(long)]
     pub train_limit: Option<usize>,
-    /// Directory for the histograms and memorization.json.
+    /// Directory for the histograms and memorization.json (default: `eval/` beside the samples).
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
     /// Cosine similarity above which a sample counts as a near copy.
     #[arg(long, default_value_t = 0.95)]
     pub threshold: f64,
@@ -103,8 +103,13 @@ pub fn run(a: Args) -> Result<()> {
             a.samples.display()
         );
     }
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("{}: cannot create", a.out.display()))?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        a.samples
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("eval")
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
     eprintln!(
         "features of {} samples, {} test and {} training images",
         samples.n, test.n, train.n
@@ -157,7 +162,7 @@ pub fn run(a: Args) -> Result<()> {
             .collect();
         let rs = similarity_stats(&rv, a.threshold)?;
         let h = Histogram::new(&v, 0.0, 1.0, BINS)?;
-        let png = a.out.join(format!("memorization_{name}.png"));
+        let png = out.join(format!("memorization_{name}.png"));
         render_histogram(&h).write_png(&png)?;
         for (who, st) in [("samples", &s), ("test ref", &rs)] {
             println!(
@@ -196,7 +201,7 @@ pub fn run(a: Args) -> Result<()> {
         "pixel_space": "ink = (x + 1) / 2 of [-1, 1] images",
         "feature_space": "classifier features centred on the training features' mean",
     });
-    super::write_json(&a.out.join("memorization.json"), &summary)?;
+    super::write_json(&out.join("memorization.json"), &summary)?;
     if let Some(p) = &a.json {
         super::write_json(p, &summary)?;
     }
