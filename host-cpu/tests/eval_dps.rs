@@ -11,7 +11,7 @@ use ambient_core::sampler::sample_fixed_mask;
 use ambient_core::schedule::EdmSchedule;
 use ambient_core::AmbientRng;
 use ambient_core::{CoreError, Denoiser};
-use ambient_cpu::eval::dps::{dps_gradient, dps_sample, dps_step};
+use ambient_cpu::eval::dps::{dps_gradient, dps_sample, dps_step, DpsStepSize};
 use ambient_cpu::tensor_nd::NdTensor;
 use ndarray::{Array4, Axis};
 
@@ -172,7 +172,17 @@ fn zeta_zero_is_the_euler_sampler_and_nfe_is_2n() {
     let (y, a) = measurement(d, 4);
     let mut den = GaussianPrior::default();
     let mut x = x0.clone();
-    let calls = dps_sample(&mut den, &mut x, &y, &a, &schedule, 0.0, |_, _| {}).unwrap();
+    let calls = dps_sample(
+        &mut den,
+        &mut x,
+        &y,
+        &a,
+        &schedule,
+        0.0,
+        DpsStepSize::VpEquivalent,
+        |_, _| {},
+    )
+    .unwrap();
     assert_eq!((calls.forward, calls.vjp, calls.nfe()), (6, 6, 12));
     assert_eq!((den.forward, den.vjp), (6, 6));
     let mut euler = x0.clone();
@@ -206,6 +216,7 @@ fn samples_do_not_depend_on_their_batch() {
         &a,
         &schedule,
         0.5,
+        DpsStepSize::VpEquivalent,
         |_, _| {},
     )
     .unwrap();
@@ -219,6 +230,7 @@ fn samples_do_not_depend_on_their_batch() {
             &one(&a),
             &schedule,
             0.5,
+            DpsStepSize::VpEquivalent,
             |_, _| {},
         )
         .unwrap();
@@ -243,6 +255,7 @@ fn the_correction_pulls_towards_the_measurement() {
         &a,
         &schedule,
         0.0,
+        DpsStepSize::VpEquivalent,
         |_, _| {},
     )
     .unwrap();
@@ -254,6 +267,7 @@ fn the_correction_pulls_towards_the_measurement() {
         &a,
         &schedule,
         0.3,
+        DpsStepSize::Constant,
         |_, _| {},
     )
     .unwrap();
@@ -304,4 +318,53 @@ fn gradient_matches_finite_differences() {
         largest = largest.max(fd.abs());
     }
     assert!(largest > 0.1, "gradient too small to test: {largest}");
+}
+
+#[test]
+fn vp_equivalent_step_size_is_zeta_times_one_plus_sigma_squared() {
+    // dps_sample with the VP-equivalent size equals dps_step by hand with zeta (1 + s_i^2).
+    let d = (2, 1, 3, 3);
+    let schedule = EdmSchedule::new(3, 0.5, 4.0, 7.0).unwrap();
+    let x0 = random(d, 4.0, 11);
+    let (y, a) = measurement(d, 12);
+    let zeta = 0.05f32;
+    let mut got = x0.clone();
+    dps_sample(
+        &mut GaussianPrior::default(),
+        &mut got,
+        &y,
+        &a,
+        &schedule,
+        zeta,
+        DpsStepSize::VpEquivalent,
+        |_, _| {},
+    )
+    .unwrap();
+    let mut want = x0.clone();
+    for (_, s, s_next) in schedule.pairs() {
+        dps_step(
+            &mut GaussianPrior::default(),
+            &mut want,
+            &y,
+            &a,
+            (s, s_next),
+            zeta * (1.0 + s * s),
+        )
+        .unwrap();
+    }
+    assert_eq!(got.0, want.0);
+    // And it is not the constant size (the check can fail).
+    let mut constant = x0.clone();
+    dps_sample(
+        &mut GaussianPrior::default(),
+        &mut constant,
+        &y,
+        &a,
+        &schedule,
+        zeta,
+        DpsStepSize::Constant,
+        |_, _| {},
+    )
+    .unwrap();
+    assert_ne!(constant.0, want.0);
 }

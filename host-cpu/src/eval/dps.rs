@@ -16,8 +16,9 @@
 //! The norm is taken per sample, so a sample's path does not depend on the rest of its batch
 //! (the authors' code takes it over the batch, the same thing at batch size 1). A sample whose
 //! residual is exactly zero gets no correction. Our state is EDM's `x = x0 + s eps`, not DDPM's
-//! `sqrt(abar) x0 + sqrt(1 - abar) eps`, so good `zeta` values differ from the paper's by
-//! about the factor `sqrt(abar)`; tune it on held-out data.
+//! `sqrt(abar) x0 + sqrt(1 - abar) eps`: a constant `zeta` on EDM's state is a step that
+//! shrinks with the noise level compared with the paper's; [`DpsStepSize::VpEquivalent`]
+//! (`zeta (1 + s^2)`) is the paper's step carried over exactly. Tune `zeta` on held-out data.
 //!
 //! The gradient is `grad_x ||r|| = J^T c` with cotangent `c = -A r / ||r||` and `J` the
 //! denoiser's Jacobian, one `denoise_vjp` call. NFE counts both kinds of calls: a DPS sample
@@ -131,9 +132,33 @@ pub fn dps_step<D: Denoiser<NdTensor>>(
     Ok(norms)
 }
 
+/// How the DPS step size varies along the schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpsStepSize {
+    /// `zeta` at every step, as written for EDM's state.
+    Constant,
+    /// `zeta (1 + s^2)`: DPS's step `zeta` on the variance-preserving state carried over to
+    /// EDM's. With `x_vp = sqrt(abar) x` and `s^2 = (1 - abar) / abar`, a step
+    /// `dx_vp = -zeta grad_{x_vp}` is `dx = -zeta (1 / abar) grad_x = -zeta (1 + s^2) grad_x`,
+    /// so the paper's `zeta` values apply unchanged.
+    VpEquivalent,
+}
+
+impl DpsStepSize {
+    /// The step size at noise level `sigma`.
+    pub fn at(&self, zeta: f32, sigma: f32) -> f32 {
+        match self {
+            DpsStepSize::Constant => zeta,
+            DpsStepSize::VpEquivalent => zeta * (1.0 + sigma * sigma),
+        }
+    }
+}
+
 /// Runs DPS over `schedule` from `x` (the caller draws `x = s_max * N(0, I)`), leaving the
-/// posterior samples in `x`; `progress(step, mean residual norm)` after each step. Returns the
-/// denoiser calls made (NFE = 2N).
+/// posterior samples in `x`, with step size `step_size.at(zeta, s_i)` at step `i`;
+/// `progress(step, mean residual norm)` after each step. Returns the denoiser calls made
+/// (NFE = 2N).
+#[allow(clippy::too_many_arguments)]
 pub fn dps_sample<D: Denoiser<NdTensor>>(
     denoiser: &mut D,
     x: &mut NdTensor,
@@ -141,11 +166,13 @@ pub fn dps_sample<D: Denoiser<NdTensor>>(
     a: &NdTensor,
     schedule: &EdmSchedule,
     zeta: f32,
+    step_size: DpsStepSize,
     mut progress: impl FnMut(usize, f64),
 ) -> Result<DpsCalls, EvalError> {
     let mut calls = DpsCalls::default();
     for (step, sigma, sigma_next) in schedule.pairs() {
-        let norms = dps_step(denoiser, x, y, a, (sigma, sigma_next), zeta)?;
+        let z = step_size.at(zeta, sigma);
+        let norms = dps_step(denoiser, x, y, a, (sigma, sigma_next), z)?;
         calls.forward += 1;
         calls.vjp += 1;
         progress(step, norms.iter().sum::<f64>() / norms.len().max(1) as f64);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ambient_core::schedule::EdmSchedule;
 use ambient_core::AmbientRng;
 use ambient_cpu::denoiser::CpuDenoiser;
-use ambient_cpu::eval::dps::dps_sample;
+use ambient_cpu::eval::dps::{dps_sample, DpsStepSize};
 use ambient_cpu::eval::inpaint::{inpaint_images, Inpainting, SolverSettings};
 use ambient_cpu::eval::ssim::Ssim;
 use ambient_cpu::io::dataset::{write_images_npy, CorruptedDataset};
@@ -56,6 +56,10 @@ pub struct Args {
     /// DPS step size zeta (on the gradient of the residual norm; see eval::dps).
     #[arg(long, default_value_t = 1.0)]
     pub zeta: f32,
+    /// DPS step size along the schedule: "vp" = zeta (1 + s^2), the paper's step on its
+    /// variance-preserving state carried over to EDM's; "constant" = zeta.
+    #[arg(long, default_value = "vp")]
+    pub dps_step_size: String,
     /// DPS on the first N evaluated measurements only (it costs 2N network calls per image).
     #[arg(long)]
     pub dps_limit: Option<usize>,
@@ -148,6 +152,11 @@ fn run_dps(a: &Args, weights: &Path, ds: &CorruptedDataset, n: usize) -> Result<
     }
     let net = UNet::new(&cfg.unet).map_err(|e| anyhow!("{}: {e}", weights.display()))?;
     let schedule = EdmSchedule::with_steps(a.dps_steps).map_err(|e| anyhow!("--dps-steps: {e}"))?;
+    let step_size = match a.dps_step_size.as_str() {
+        "vp" => DpsStepSize::VpEquivalent,
+        "constant" => DpsStepSize::Constant,
+        other => bail!("--dps-step-size {other:?}: vp or constant"),
+    };
     let mut den = CpuDenoiser {
         net: &net,
         params: &params,
@@ -167,10 +176,19 @@ fn run_dps(a: &Args, weights: &Path, ds: &CorruptedDataset, n: usize) -> Result<
         let mut x = NdTensor(Array4::zeros((b, c, h, w)));
         rng.fill_normal(x.0.as_slice_mut().expect("standard layout"));
         x.0.mapv_inplace(|v| v * schedule.sigma_max());
-        let calls = dps_sample(&mut den, &mut x, &y, &m, &schedule, a.zeta, |_, res| {
-            pb.inc(1);
-            pb.set_message(format!("residual {res:.3}"));
-        })
+        let calls = dps_sample(
+            &mut den,
+            &mut x,
+            &y,
+            &m,
+            &schedule,
+            a.zeta,
+            step_size,
+            |_, res| {
+                pb.inc(1);
+                pb.set_message(format!("residual {res:.3}"));
+            },
+        )
         .map_err(|e| anyhow!("DPS on images {start}..{}: {e}", start + b))?;
         nfe = calls.nfe();
         out[r].copy_from_slice(x.0.as_slice().expect("standard layout"));
@@ -298,7 +316,7 @@ pub fn run(a: Args) -> Result<()> {
             &clean,
             &v,
             nfe,
-            format!("zeta {}", a.zeta),
+            format!("zeta {}, step size {}", a.zeta, a.dps_step_size),
         )?);
     }
 
