@@ -114,7 +114,7 @@ pub fn run(a: Args) -> Result<()> {
         &json!({
             "config": cfg,
             "train_images": train.n,
-            "epochs": a.epochs, "batch": a.batch, "lr": a.lr, "seed": a.seed,
+            "epochs": a.epochs, "batch": a.batch, "lr": a.lr.to_string().parse::<f64>().unwrap_or(f64::NAN), "seed": a.seed,
             "train_seconds": secs,
             "test_accuracy": acc,
             "test_images": test.n,
