@@ -35,6 +35,8 @@ enum Command {
     Info(cmd::info::Args),
     /// Corrupt MNIST at p = 0.8, train a small run, restore and sample: the README's first command.
     Quickstart(cmd::quickstart::Args),
+    /// Evaluation for the report: PSNR/SSIM of restorations vs baselines, classifier, samples.
+    Eval(cmd::eval::Args),
 }
 
 fn main() {
@@ -47,6 +49,7 @@ fn main() {
         Command::Quantize(a) => cmd::quantize::run(a),
         Command::Info(a) => cmd::info::run(a),
         Command::Quickstart(a) => cmd::quickstart::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -5,6 +5,7 @@ pub mod config;
 pub mod corrupt;
 pub mod denoiser;
 pub mod error;
+pub mod eval;
 pub mod init;
 pub mod io;
 pub mod metrics;

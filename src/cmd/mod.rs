@@ -1,6 +1,7 @@
 //! The subcommands of `ambient`, one file each.
 
 pub mod corrupt;
+pub mod eval;
 pub mod info;
 pub mod quantize;
 pub mod quickstart;
