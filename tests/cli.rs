@@ -244,6 +244,36 @@ fn corrupt_train_info_restore_sample_and_config_mismatch() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(sdir.join("samples.png").exists() && sdir.join("samples.npy").exists());
+    // Evaluation against the clean images with a classical baseline and DPS (the tiny model
+    // stands in for a clean-trained one: this checks the plumbing, not the numbers).
+    let o = ambient(&[
+        "eval",
+        "restore",
+        "--weights",
+        s(&run.join("model.safetensors")),
+        "--data",
+        s(&data),
+        "--clean",
+        "data/mnist/t10k-images-idx3-ubyte.gz",
+        "--baseline",
+        "biharmonic",
+        "--dps",
+        s(&run.join("model.safetensors")),
+        "--dps-steps",
+        "2",
+        "--dps-limit",
+        "2",
+        "--json",
+        s(&d.join("eval.json")),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = std::fs::read_to_string(d.join("eval.json")).unwrap();
+    for method in ["biharmonic", "DPS"] {
+        assert!(
+            json.to_lowercase().contains(&method.to_lowercase()),
+            "{method} missing from {json}"
+        );
+    }
     // Data of another size than the model's.
     let x = d.join("small.npy");
     std::fs::write(&x, npy("|u1", &[2, 8, 8, 1], &[100u8; 128])).unwrap();
