@@ -6,7 +6,7 @@
 //! Errors: the trait's methods cannot return one, so a failing driver call inside them is kept
 //! by the [`Gpu`] (the first one) and reported by [`Gpu::synchronize`] and by
 //! [`CudaTensor::to_host`]; `dot` and `sum_sq` then return NaN. Shape mismatches between the
-//! tensors of one operation panic, as the trait documents.
+//! tensors of one operation panic, as the trait documents, and so do tensors of two `Gpu`s.
 //!
 //! Operations run in order on the Gpu's stream; `dot`, `sum_sq`, `scale_per_sample` and
 //! `to_host` wait for it.
@@ -88,11 +88,20 @@ impl CudaTensor {
         what: &str,
         op: impl FnOnce(&Gpu, &mut DeviceBuffer<f32>, &DeviceBuffer<f32>) -> Result<()>,
     ) {
-        assert_eq!(self.shape, x.shape, "{what}: shape mismatch");
+        self.assert_compatible(x, what);
         if let (Some(buf), Some(xb)) = (&mut self.buf, &x.buf) {
             let result = op(&self.gpu, buf, xb);
             self.gpu.record(result);
         }
+    }
+
+    /// Panics unless `x` has this shape and lives on this tensor's Gpu.
+    fn assert_compatible(&self, x: &CudaTensor, what: &str) {
+        assert_eq!(self.shape, x.shape, "{what}: shape mismatch");
+        assert!(
+            Rc::ptr_eq(&self.gpu, &x.gpu),
+            "{what}: tensors on different Gpus"
+        );
     }
 
     /// The f64 sum of self * x, or NaN after recording an error.
@@ -150,7 +159,7 @@ impl Tensor for CudaTensor {
         self.run_with(x, "mul", |g, y, x| g.kernels.mul(&g.stream, y, x));
     }
     fn dot(&self, x: &Self) -> f64 {
-        assert_eq!(self.shape, x.shape, "dot: shape mismatch");
+        self.assert_compatible(x, "dot");
         self.reduce(x)
     }
     fn sum_sq(&self) -> f64 {

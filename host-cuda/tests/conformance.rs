@@ -177,6 +177,11 @@ fn bad_input_is_a_typed_error_and_shape_mismatch_panics() {
         a.scale_per_sample(&[1.0, 2.0])
     }));
     assert!(r.is_err(), "two factors for one sample must panic");
+    let other =
+        ambient_cuda::Gpu::open(&ambient_cuda::ptx_cache::PtxCache::default_location()).unwrap();
+    let c = CudaTensor::zeros(&other, Shape::new(1, 1, 2, 2)).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.dot(&c)));
+    assert!(r.is_err(), "a dot of tensors on two Gpus must panic");
     gpu.synchronize().unwrap();
 }
 
