@@ -44,7 +44,7 @@ pub struct Gpu {
     pub(crate) kernels: ElementwiseKernels,
     pub(crate) stream: Stream,
     info: DeviceInfo,
-    error: RefCell<Option<CudaHostError>>,
+    error: FirstError,
     _context: Context,
 }
 
@@ -84,7 +84,7 @@ impl Gpu {
             kernels,
             stream,
             info,
-            error: RefCell::new(None),
+            error: FirstError::default(),
             _context: context,
         }))
     }
@@ -100,22 +100,37 @@ impl Gpu {
             .stream
             .synchronize()
             .map_err(driver("cuStreamSynchronize"));
-        match self.error.borrow_mut().take() {
-            Some(e) => Err(e),
-            None => sync,
-        }
+        self.error.take().and(sync)
     }
 
     /// Keeps the first error of a `Tensor` method; [`Gpu::synchronize`] reports it.
     pub(crate) fn record(&self, result: Result<()>) {
-        if let Err(e) = result {
-            self.error.borrow_mut().get_or_insert(e);
-        }
+        self.error.record(result);
     }
 
     /// Whether an error is waiting for [`Gpu::synchronize`].
     pub fn has_error(&self) -> bool {
-        self.error.borrow().is_some()
+        self.error.is_set()
+    }
+}
+
+/// The first error of a sequence of operations that cannot return one.
+#[derive(Debug, Default)]
+struct FirstError(RefCell<Option<CudaHostError>>);
+
+impl FirstError {
+    /// Keeps `result`'s error unless one is already kept.
+    fn record(&self, result: Result<()>) {
+        if let Err(e) = result {
+            self.0.borrow_mut().get_or_insert(e);
+        }
+    }
+    /// The kept error (now cleared), or Ok.
+    fn take(&self) -> Result<()> {
+        self.0.borrow_mut().take().map_or(Ok(()), Err)
+    }
+    fn is_set(&self) -> bool {
+        self.0.borrow().is_some()
     }
 }
 
@@ -135,3 +150,35 @@ pub fn elementwise_ptx(cache: &PtxCache, cc: ComputeCapability) -> Result<String
 
 /// The CUDA C of the element-wise kernels (`kernels/elementwise.cu`).
 pub const ELEMENTWISE_CU: &str = include_str!("../kernels/elementwise.cu");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn length_error(got: usize) -> Result<()> {
+        Err(CudaHostError::LengthMismatch { expected: 4, got })
+    }
+
+    #[test]
+    fn the_first_error_is_kept_reported_once_then_cleared() {
+        let slot = FirstError::default();
+        slot.record(Ok(()));
+        assert!(!slot.is_set());
+        slot.record(length_error(1));
+        slot.record(Ok(()));
+        slot.record(length_error(2));
+        assert!(slot.is_set());
+        assert!(matches!(
+            slot.take(),
+            Err(CudaHostError::LengthMismatch { got: 1, .. })
+        ));
+        assert!(slot.take().is_ok());
+        assert!(!slot.is_set());
+    }
+
+    #[test]
+    fn arch_option_names_the_virtual_architecture() {
+        let cc = ComputeCapability { major: 8, minor: 6 };
+        assert_eq!(cc.nvrtc_arch_option(), "--gpu-architecture=compute_86");
+    }
+}

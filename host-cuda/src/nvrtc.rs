@@ -29,6 +29,8 @@ type CompileFn = unsafe extern "C" fn(Program, c_int, *const *const c_char) -> S
 type SizeFn = unsafe extern "C" fn(Program, *mut usize) -> Status;
 type TextFn = unsafe extern "C" fn(Program, *mut c_char) -> Status;
 type DestroyFn = unsafe extern "C" fn(*mut Program) -> Status;
+type NumArchsFn = unsafe extern "C" fn(*mut c_int) -> Status;
+type ArchsFn = unsafe extern "C" fn(*mut c_int) -> Status;
 
 /// Options every kernel is compiled with: no contraction of a * b + c into a fused multiply-add
 /// (the kernels also use the _rn intrinsics, which are never contracted), IEEE division and
@@ -107,10 +109,51 @@ impl Nvrtc {
         Ok((major, minor))
     }
 
-    /// Compiles CUDA C `source` (program name `name`, for messages) to PTX for the virtual
-    /// architecture `compute_XY` of `cc`, with [`COMPILE_OPTIONS`]. A rejected program gives
-    /// [`CudaHostError::Nvrtc`] carrying the compiler's log.
+    /// The architectures this NVRTC compiles for, as compute capabilities in increasing order
+    /// (`nvrtcGetSupportedArchs`, NVRTC 11.2 and later).
+    pub fn supported_archs(&self) -> Result<Vec<ComputeCapability>> {
+        let num: NumArchsFn = self.symbol("nvrtcGetNumSupportedArchs")?;
+        let get: ArchsFn = self.symbol("nvrtcGetSupportedArchs")?;
+        let mut n: c_int = 0;
+        // SAFETY: one valid out-pointer.
+        check(
+            "nvrtcGetNumSupportedArchs",
+            unsafe { num(&mut n) },
+            String::new(),
+        )?;
+        let mut archs = vec![0 as c_int; n.max(0) as usize];
+        // SAFETY: `archs` holds the `n` entries NVRTC writes.
+        check(
+            "nvrtcGetSupportedArchs",
+            unsafe { get(archs.as_mut_ptr()) },
+            String::new(),
+        )?;
+        let mut ccs: Vec<ComputeCapability> = archs
+            .into_iter()
+            .filter(|&a| a > 0)
+            .map(|a| ComputeCapability {
+                major: a as u32 / 10,
+                minor: a as u32 % 10,
+            })
+            .collect();
+        ccs.sort_by_key(|c| (c.major, c.minor));
+        Ok(ccs)
+    }
+
+    /// Compiles CUDA C `source` (program name `name`, for messages) to PTX for the device
+    /// `cc`: for its virtual architecture `compute_XY` when this NVRTC supports it, else for
+    /// the newest one it supports below (see [`ptx_arch_for`]), with [`COMPILE_OPTIONS`]. A
+    /// rejected program gives [`CudaHostError::Nvrtc`] carrying the compiler's log.
     pub fn compile(&self, source: &str, name: &str, cc: ComputeCapability) -> Result<String> {
+        let cc =
+            ptx_arch_for(cc, &self.supported_archs()?).ok_or_else(|| CudaHostError::Nvrtc {
+                call: "nvrtcGetSupportedArchs",
+                status: -1,
+                log: format!(
+                    "this NVRTC ({}.{}) compiles for no architecture at or below compute_{}{}",
+                    self.version.0, self.version.1, cc.major, cc.minor
+                ),
+            })?;
         let create: CreateFn = self.symbol("nvrtcCreateProgram")?;
         let compile: CompileFn = self.symbol("nvrtcCompileProgram")?;
         let log_size: SizeFn = self.symbol("nvrtcGetProgramLogSize")?;
@@ -175,6 +218,20 @@ impl Nvrtc {
     }
 }
 
+/// The architecture to compile for a device of capability `device`, given what NVRTC
+/// `supported`: the device's own, else the newest supported one below it (PTX for an older
+/// virtual architecture runs on newer devices: the driver JIT-compiles it), else none.
+pub fn ptx_arch_for(
+    device: ComputeCapability,
+    supported: &[ComputeCapability],
+) -> Option<ComputeCapability> {
+    supported
+        .iter()
+        .copied()
+        .filter(|s| (s.major, s.minor) <= (device.major, device.minor))
+        .max_by_key(|s| (s.major, s.minor))
+}
+
 fn check(call: &'static str, status: Status, log: String) -> Result<()> {
     if status == NVRTC_SUCCESS {
         Ok(())
@@ -189,4 +246,25 @@ fn c_string(s: &str) -> Result<CString> {
         status: -1,
         log: "source or option contains a NUL byte".to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cc(major: u32, minor: u32) -> ComputeCapability {
+        ComputeCapability { major, minor }
+    }
+
+    #[test]
+    fn ptx_arch_is_the_device_s_or_the_newest_supported_below_it() {
+        let supported = [cc(5, 0), cc(7, 0), cc(8, 0), cc(8, 6), cc(9, 0)];
+        assert_eq!(ptx_arch_for(cc(9, 0), &supported), Some(cc(9, 0)));
+        assert_eq!(ptx_arch_for(cc(8, 9), &supported), Some(cc(8, 6)));
+        // A device newer than this NVRTC knows (e.g. 12.0 under NVRTC 12.0).
+        assert_eq!(ptx_arch_for(cc(12, 0), &supported), Some(cc(9, 0)));
+        // Older than anything supported: no PTX this NVRTC makes can run there.
+        assert_eq!(ptx_arch_for(cc(3, 5), &supported), None);
+        assert_eq!(ptx_arch_for(cc(9, 0), &[]), None);
+    }
 }

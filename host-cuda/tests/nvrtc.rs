@@ -83,3 +83,29 @@ fn a_broken_program_returns_the_compiler_log() {
         e => panic!("expected an NVRTC compile error, got {e}"),
     }
 }
+
+#[test]
+fn a_device_newer_than_nvrtc_gets_the_newest_ptx_it_knows() {
+    let Some(nvrtc) = nvrtc_or_skip("a_device_newer_than_nvrtc_gets_the_newest_ptx_it_knows")
+    else {
+        return;
+    };
+    let archs = nvrtc.supported_archs().unwrap();
+    // Every NVRTC 12 compiles for Volta (7.0) and Hopper (9.0).
+    for want in [(7, 0), (9, 0)] {
+        assert!(
+            archs.iter().any(|c| (c.major, c.minor) == want),
+            "{want:?} not among {archs:?}"
+        );
+    }
+    let newest = *archs.last().unwrap();
+    let future = ComputeCapability {
+        major: 99,
+        minor: 0,
+    };
+    let ptx = nvrtc
+        .compile("extern \"C\" __global__ void k() {}", "k.cu", future)
+        .unwrap();
+    let target = format!(".target sm_{}{}", newest.major, newest.minor);
+    assert!(ptx.contains(&target), "expected {target} in\n{ptx}");
+}
