@@ -1,3 +1,33 @@
-//! CUDA host of ambient. Empty until the CUDA host issue fills it: training and sampling on
-//! NVIDIA GPUs through cust and our own PTX kernels.
-#![forbid(unsafe_code)]
+//! ambient-cuda: the CUDA host of ambient, on NVIDIA GPUs through the driver API (cust) and our
+//! own kernels, written in CUDA C (`kernels/`) and compiled at run time with NVRTC.
+//!
+//! What is here: the device (driver initialisation, device 0, context, stream; typed errors
+//! with [`CudaHostError::NoDevice`] when there is no GPU), NVRTC loaded dynamically with a PTX
+//! cache keyed by architecture and source, typed safe wrappers of every kernel (the only
+//! launches in the crate), and [`CudaTensor`], the core's `Tensor` on device buffers. To come:
+//! the AmbientUNet forward and backward, SGEMM, training and sampling.
+//!
+//! Everything needing the driver is behind the feature `cuda` (it links libcuda.so.1); without
+//! it the crate is empty, so `cargo test --workspace` builds on machines without CUDA. CI
+//! builds it against a link-time stub of the driver (README.md, `stub/build-stub.sh`).
+#![deny(unsafe_code)]
+
+#[cfg(feature = "cuda")]
+pub mod device;
+#[cfg(feature = "cuda")]
+pub mod error;
+#[cfg(feature = "cuda")]
+mod kernels;
+#[cfg(feature = "cuda")]
+pub mod nvrtc;
+#[cfg(feature = "cuda")]
+pub mod ptx_cache;
+#[cfg(feature = "cuda")]
+pub mod tensor;
+
+#[cfg(feature = "cuda")]
+pub use device::{ComputeCapability, DeviceInfo, Gpu};
+#[cfg(feature = "cuda")]
+pub use error::{CudaHostError, Result};
+#[cfg(feature = "cuda")]
+pub use tensor::CudaTensor;

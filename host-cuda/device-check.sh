@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The device check, on a GPU machine, in one call: runs the test binaries that
+# prepare-device-check.sh built (carried in target/cuda-check) against the real driver.
+# Prints the GPU and driver, checks that libcuda.so.1 resolves to the real driver and not to
+# the CI stub, runs every test binary with its output, and fails if any test failed or skipped
+# for want of a device. Copies its log to $OUT when that is set.
+#   run: bash host-cuda/device-check.sh   (carry: target/cuda-check)
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+dir="$root/target/cuda-check"
+log="$(mktemp)"
+status=0
+{
+  echo "== GPU and driver"
+  nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv ||
+    echo "nvidia-smi not available"
+  ls "$dir"/bin/* >/dev/null 2>&1 || { echo "FAIL: no test binaries in $dir/bin (run prepare-device-check.sh and carry target/cuda-check)"; exit 1; }
+  echo "== libcuda.so.1 as the binaries load it"
+  for b in "$dir"/bin/*; do
+    resolved="$(ldd "$b" | grep 'libcuda.so' || true)"
+    echo "$(basename "$b"): ${resolved:-does not load libcuda}"
+    case "$resolved" in *cuda-stub*) echo "FAIL: $(basename "$b") loads the CI stub"; status=1 ;; esac
+  done
+  # The carried PTX, in a writable copy (the cache stores what it compiles there).
+  export AMBIENT_PTX_CACHE="$(mktemp -d)"
+  cp -r "$dir/ptx/." "$AMBIENT_PTX_CACHE/" 2>/dev/null || true
+  echo "PTX cache: $(ls "$AMBIENT_PTX_CACHE" | tr '\n' ' ')"
+  for b in "$dir"/bin/*; do
+    echo "== $(basename "$b")"
+    "$b" --nocapture --test-threads=1 || status=1
+  done
+  exit $status
+} 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+if grep -q "no CUDA device: skipping" "$log"; then
+  echo "FAIL: tests skipped for want of a device on a GPU machine"
+  status=1
+fi
+[ -n "${OUT:-}" ] && cp "$log" "$OUT/device-check.log"
+echo "device check: $([ $status -eq 0 ] && echo PASSED || echo FAILED)"
+exit $status

@@ -1,0 +1,111 @@
+//! The kernels' CUDA C through NVRTC, which needs no GPU: every kernel is compiled to PTX for
+//! two architectures, the PTX holds each entry point and no fused multiply-add (the
+//! bit-for-bit claim of elementwise.cu), and a broken program gives NVRTC's log. Skips with
+//! "NVRTC not found" where no libnvrtc can be loaded (set AMBIENT_NVRTC to its path).
+#![cfg(feature = "cuda")]
+
+use ambient_cuda::device::ELEMENTWISE_CU;
+use ambient_cuda::nvrtc::Nvrtc;
+use ambient_cuda::{ComputeCapability, CudaHostError};
+
+fn nvrtc_or_skip(test: &str) -> Option<Nvrtc> {
+    match Nvrtc::load() {
+        Ok(n) => Some(n),
+        Err(e @ CudaHostError::NvrtcNotFound { .. }) => {
+            println!("NVRTC not found: skipping {test} ({e})");
+            None
+        }
+        Err(e) => panic!("{test}: {e}"),
+    }
+}
+
+const KERNELS: [&str; 9] = [
+    "fill",
+    "copy",
+    "scale",
+    "scale_per_sample",
+    "add_scalar",
+    "axpby",
+    "mul",
+    "dot_partial",
+    "sum_partials",
+];
+
+#[test]
+fn elementwise_kernels_compile_without_fma() {
+    let Some(nvrtc) = nvrtc_or_skip("elementwise_kernels_compile_without_fma") else {
+        return;
+    };
+    println!(
+        "NVRTC {}.{} from {}",
+        nvrtc.version.0, nvrtc.version.1, nvrtc.library
+    );
+    for (major, minor) in [(7, 0), (9, 0)] {
+        let cc = ComputeCapability { major, minor };
+        let ptx = nvrtc.compile(ELEMENTWISE_CU, "elementwise.cu", cc).unwrap();
+        assert!(ptx.contains(&format!(".target sm_{major}{minor}")), "{ptx}");
+        for k in KERNELS {
+            assert!(
+                ptx.contains(&format!(".entry {k}(")),
+                "{k} missing for sm_{major}{minor}"
+            );
+        }
+        assert!(
+            !ptx.contains("fma.rn.f32"),
+            "an f32 FMA in the PTX for sm_{major}{minor}"
+        );
+        // The f64 reduction must not be contracted either (it adds exact products).
+        assert!(
+            !ptx.contains("fma.rn.f64"),
+            "an f64 FMA in the PTX for sm_{major}{minor}"
+        );
+    }
+}
+
+#[test]
+fn a_broken_program_returns_the_compiler_log() {
+    let Some(nvrtc) = nvrtc_or_skip("a_broken_program_returns_the_compiler_log") else {
+        return;
+    };
+    let cc = ComputeCapability { major: 8, minor: 0 };
+    let err = nvrtc
+        .compile(
+            "extern \"C\" __global__ void k() { undeclared = 1; }",
+            "broken.cu",
+            cc,
+        )
+        .unwrap_err();
+    match err {
+        CudaHostError::Nvrtc { call, log, .. } => {
+            assert_eq!(call, "nvrtcCompileProgram");
+            assert!(log.contains("undeclared"), "log: {log}");
+        }
+        e => panic!("expected an NVRTC compile error, got {e}"),
+    }
+}
+
+#[test]
+fn a_device_newer_than_nvrtc_gets_the_newest_ptx_it_knows() {
+    let Some(nvrtc) = nvrtc_or_skip("a_device_newer_than_nvrtc_gets_the_newest_ptx_it_knows")
+    else {
+        return;
+    };
+    let archs = nvrtc.supported_archs().unwrap();
+    // Every NVRTC 12 compiles for Volta (7.0) and Hopper (9.0).
+    for want in [(7, 0), (9, 0)] {
+        assert!(
+            archs.iter().any(|c| (c.major, c.minor) == want),
+            "{want:?} not among {archs:?}"
+        );
+    }
+    let newest = *archs.last().unwrap();
+    let future = ComputeCapability {
+        major: 99,
+        minor: 0,
+    };
+    let ptx = nvrtc
+        .compile("extern \"C\" __global__ void k() {}", "k.cu", future)
+        .unwrap();
+    let target = format!(".target sm_{}{}", newest.major, newest.minor);
+    assert!(ptx.contains(&target), "expected {target} in\n{ptx}");
+}
