@@ -14,6 +14,10 @@ fn tmp(name: &str) -> PathBuf {
 
 fn paper(out: &Path, docs: &Path) -> Output {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (mnist, classifier) = (
+        root.join("data/mnist"),
+        root.join("models/mnist_classifier.safetensors"),
+    );
     let args = [
         "experiment",
         "paper",
@@ -24,11 +28,9 @@ fn paper(out: &Path, docs: &Path) -> Output {
         "--docs",
         docs.to_str().unwrap(),
         "--mnist",
-        root.join("data/mnist").to_str().unwrap(),
+        mnist.to_str().unwrap(),
         "--classifier",
-        root.join("models/mnist_classifier.safetensors")
-            .to_str()
-            .unwrap(),
+        classifier.to_str().unwrap(),
         "--ch",
         "8",
         "--mult",
@@ -101,7 +103,7 @@ fn paper_writes_every_section_and_figure_and_resumes() {
         "| clean | features |",
         "## Where these results differ from the paper",
         "Fréchet distance at p = 0.8: naive ",
-        "Near copies (pixels",
+        "Top-1 similarity to the 300-image subset (pixels)",
     ] {
         assert!(md.contains(needle), "results.md lacks {needle:?}:\n{md}");
     }

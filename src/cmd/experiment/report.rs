@@ -325,7 +325,7 @@ impl Report<'_> {
             );
             fds.push((r.model, fd));
         }
-        md.push_str("\nSamples (the first 64 of each model):\n\n");
+        md.push_str("\nSamples (the first 64, or all if fewer, of each model):\n\n");
         for r in &self.fig3 {
             let name = format!("samples-{}-p{}.png", r.model.mode, r.model.p);
             figures::sample_grid(&r.samples.join("samples.npy"), &figdir.join(&name))?;
@@ -368,12 +368,19 @@ impl Report<'_> {
                     rs("q50"),
                     100.0 * rs("fraction_above")
                 );
-                above.push((r.model, space, s("fraction_above"), rs("fraction_above")));
-                let from = PathBuf::from(
-                    j.pointer(&format!("/memorization/{space}/histogram_png"))
-                        .and_then(Value::as_str)
-                        .unwrap_or(""),
-                );
+                above.push(Near {
+                    model: r.model,
+                    space,
+                    above: s("fraction_above"),
+                    reference_above: rs("fraction_above"),
+                    median: s("q50"),
+                    reference_median: rs("q50"),
+                });
+                // `eval samples` wrote it beside the JSON, in the directory of the same name.
+                let from = r
+                    .json
+                    .with_extension("")
+                    .join(format!("memorization_{space}.png"));
                 let name = format!("memorization-{}-{space}.png", r.model.mode);
                 figures::copy_figure(&from, &figdir.join(&name))?;
                 hists.push(format!(
@@ -493,19 +500,36 @@ fn fig3_facts(fds: &[(ModelSpec, f64)]) -> Vec<String> {
     out
 }
 
+/// One model's top-1 similarity summary in one space.
+struct Near {
+    model: ModelSpec,
+    space: &'static str,
+    above: f64,
+    reference_above: f64,
+    median: f64,
+    reference_median: f64,
+}
+
 /// The memorization finding: a clean model trained on a few images copies them; an ambient
 /// model trained on their corruption does not.
-fn memo_facts(above: &[(ModelSpec, &str, f64, f64)]) -> Vec<String> {
+fn memo_facts(rows: &[Near]) -> Vec<String> {
     let mut out = Vec::new();
     for space in ["pixels", "features"] {
-        let get = |mode: &str| above.iter().find(|r| r.0.mode == mode && r.1 == space);
+        let get = |mode: &str| {
+            rows.iter()
+                .find(|r| r.model.mode == mode && r.space == space)
+        };
         if let (Some(c), Some(a)) = (get("clean"), get("ambient")) {
             out.push(format!(
-                "Near copies ({space}, top-1 similarity above {MEMO_THRESHOLD}) on the {MEMO_SUBSET}-image subset: clean {:.1}% vs ambient {:.1}% of samples (held-out test images: {:.1}%). Paper: the clean model memorizes, the ambient one far less ({}).",
-                100.0 * c.2,
-                100.0 * a.2,
-                100.0 * c.3,
-                verdict(c.2 > a.2)
+                "Top-1 similarity to the {MEMO_SUBSET}-image subset ({space}): median clean {:.4} vs ambient {:.4} (held-out test images {:.4}); near copies above {MEMO_THRESHOLD}: clean {:.1}% vs ambient {:.1}% of samples (held-out test images: {:.1}%). Paper: the clean model memorizes, the ambient one far less ({} on near copies, {} on medians).",
+                c.median,
+                a.median,
+                c.reference_median,
+                100.0 * c.above,
+                100.0 * a.above,
+                100.0 * c.reference_above,
+                verdict(c.above > a.above),
+                verdict(c.median > a.median)
             ));
         }
     }
@@ -553,16 +577,28 @@ mod tests {
 
     #[test]
     fn memo_verdict_compares_clean_with_ambient() {
-        let rows = [
-            (m("clean", 0.0), "pixels", 0.30, 0.01),
-            (m("ambient", 0.8), "pixels", 0.02, 0.01),
-        ];
+        let near = |mode, above, median| Near {
+            model: m(mode, 0.8),
+            space: "pixels",
+            above,
+            reference_above: 0.01,
+            median,
+            reference_median: 0.8,
+        };
+        let rows = [near("clean", 0.30, 0.97), near("ambient", 0.02, 0.85)];
         let f = memo_facts(&rows);
         assert_eq!(f.len(), 1);
         assert!(
+            f[0].contains("median clean 0.9700 vs ambient 0.8500 (held-out test images 0.8000)"),
+            "{}",
+            f[0]
+        );
+        assert!(
             f[0].contains("clean 30.0% vs ambient 2.0% of samples (held-out test images: 1.0%)")
         );
-        assert!(f[0].ends_with("(agrees)."));
+        assert!(f[0].ends_with("(agrees on near copies, agrees on medians)."));
+        let rows = [near("clean", 0.0, 0.6), near("ambient", 0.0, 0.7)];
+        assert!(memo_facts(&rows)[0].ends_with("(differs on near copies, differs on medians)."));
     }
 
     #[test]
