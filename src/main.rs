@@ -37,6 +37,8 @@ enum Command {
     Quickstart(cmd::quickstart::Args),
     /// Evaluation for the report: PSNR/SSIM of restorations vs baselines, classifier, samples.
     Eval(cmd::eval::Args),
+    /// Reproducible experiments: `paper` regenerates docs/results.md (Table 1, Figure 3, memorization).
+    Experiment(cmd::experiment::Args),
 }
 
 fn main() {
@@ -50,6 +52,7 @@ fn main() {
         Command::Info(a) => cmd::info::run(a),
         Command::Quickstart(a) => cmd::quickstart::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Experiment(a) => cmd::experiment::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -3,9 +3,9 @@
 //! trains the MNIST classifier whose features `samples` uses for the Fréchet distance to the
 //! clean test set and for memorization statistics.
 
-mod classifier_train;
-mod restore;
-mod samples;
+pub mod classifier_train;
+pub mod restore;
+pub mod samples;
 
 use std::path::Path;
 
@@ -36,7 +36,7 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically.
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).context("JSON")?;
     ambient_cpu::io::atomic::write_bytes_atomic(path, text.as_bytes())?;
     eprintln!("wrote {}", path.display());

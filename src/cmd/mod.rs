@@ -2,6 +2,7 @@
 
 pub mod corrupt;
 pub mod eval;
+pub mod experiment;
 pub mod info;
 pub mod quantize;
 pub mod quickstart;

@@ -40,6 +40,9 @@ pub struct Args {
     /// Use the first N training images for memorization (all by default).
     #[arg(long)]
     pub train_limit: Option<usize>,
+    /// Use the first N test images as the Fréchet reference (all by default).
+    #[arg(long)]
+    pub test_limit: Option<usize>,
     /// Directory for the histograms and memorization.json (default: `eval/` beside the samples).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -79,7 +82,7 @@ pub fn run(a: Args) -> Result<()> {
     let (cfg, params) = load_classifier(&a.classifier)?;
     let clf = Classifier::new(&cfg)?;
     let samples = load(&a.samples, None)?;
-    let test = load(&a.test_images, None)?;
+    let test = load(&a.test_images, a.test_limit)?;
     let train = load(&a.train_images, a.train_limit)?;
     for (what, d) in [
         ("samples", &samples),
