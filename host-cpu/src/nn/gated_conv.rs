@@ -1,10 +1,13 @@
 //! `GatedConv(k)`: `out = conv(x, W) * sigmoid(conv(x, G)) + b`, stride 1, zero padding k/2,
-//! ONE sigmoid, the bias on the main path only. Both convolutions are one SGEMM per sample:
-//! `[W; G]` stacked as 2*cout rows times the im2col matrix of the input.
+//! ONE sigmoid, the bias on the main path only. Both convolutions are computed together with
+//! `[W; G]` stacked as 2*cout output rows: for k = 3 on large enough images by Winograd
+//! F(2x2, 3x3) (forward and input gradient, see `winograd::suits`), otherwise (and for the weight gradient) as one SGEMM per sample with the
+//! im2col matrix of the input.
 
 use super::gemm::{gemm_rows, gemm_rows_t, row_split, sgemm};
 use super::im2col::{col2im, im2col};
 use super::silu::sigmoid;
+use super::winograd::{self, WinogradFilter};
 use super::{accumulate, param_index};
 use crate::params::ParamStore;
 use ndarray::Array4;
@@ -105,22 +108,24 @@ impl GatedConv {
         let hw = h * w;
         let (cout, kd, k) = (self.cout, self.kdim(), self.k);
         let st = self.stacked(params);
+        let wino = winograd::suits(k, h, w).then(|| WinogradFilter::new(&st, 2 * cout, cin));
         let bias = &params.params[self.bias].data;
         let xs = x.as_slice().expect("standard layout");
         let split = row_split(n);
         let mut out = Array4::<f32>::zeros((n, cout, h, w));
         let outs = out.as_slice_mut().unwrap().par_chunks_mut(cout * hw);
         // One sample: GEMM into z, then the gate in place and the output.
-        let sample = |i: usize, o: &mut [f32], z: &mut [f32], col_buf: &mut Vec<f32>| {
+        let sample = |i: usize, o: &mut [f32], z: &mut [f32], buf: &mut Buffers| {
             let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
-            let col: &[f32] = if k == 1 {
-                xi
+            if let Some(f) = &wino {
+                winograd::conv3x3(f, xi, h, w, z, split, &mut buf.wino);
+            } else if k == 1 {
+                gemm_rows(2 * cout, kd, &st, xi, z, split);
             } else {
-                col_buf.resize(kd * hw, 0.0);
-                im2col(xi, cin, h, w, k, col_buf);
-                col_buf
-            };
-            gemm_rows(2 * cout, kd, &st, col, z, split);
+                buf.col.resize(kd * hw, 0.0);
+                im2col(xi, cin, h, w, k, &mut buf.col);
+                gemm_rows(2 * cout, kd, &st, &buf.col, z, split);
+            }
             let (zw, zg) = z.split_at_mut(cout * hw);
             for (c, &b) in bias.iter().enumerate() {
                 let r = c * hw..(c + 1) * hw;
@@ -136,11 +141,11 @@ impl GatedConv {
                 assert_eq!(z.dim(), (n, 2 * cout, h, w), "GatedConv: cache shape");
                 outs.zip(z.as_slice_mut().unwrap().par_chunks_mut(2 * cout * hw))
                     .enumerate()
-                    .for_each_init(Vec::new, |col_buf, (i, (o, zi))| sample(i, o, zi, col_buf));
+                    .for_each_init(Buffers::default, |buf, (i, (o, zi))| sample(i, o, zi, buf));
             }
             None => outs.enumerate().for_each_init(
-                || (Vec::new(), vec![0.0f32; 2 * cout * hw]),
-                |(col_buf, zi), (i, o)| sample(i, o, zi, col_buf),
+                || (Buffers::default(), vec![0.0f32; 2 * cout * hw]),
+                |(buf, zi), (i, o)| sample(i, o, zi, buf),
             ),
         }
         out
@@ -160,6 +165,7 @@ impl GatedConv {
         let hw = h * w;
         let (cout, kd, k) = (self.cout, self.kdim(), self.k);
         let st = self.stacked(params);
+        let wino = winograd::suits(k, h, w).then(|| WinogradFilter::adjoint(&st, 2 * cout, cin));
         let want_grads = grads.is_some();
         let xs = cache.x.as_slice().unwrap();
         let zs = cache.z.as_slice().unwrap();
@@ -206,7 +212,10 @@ impl GatedConv {
                     &mut acc.dw,
                 );
             }
-            if k == 1 {
+            if let Some(f) = &wino {
+                // dx = the adjoint 3x3 convolution of dz.
+                winograd::conv3x3(f, &acc.dz, h, w, dxi, split, &mut acc.wino);
+            } else if k == 1 {
                 // dx = Wst^T dz: [kd = cin, 2cout] x [2cout, hw].
                 gemm_rows_t(2 * cout, kd, &st, &acc.dz, dxi, split);
             } else {
@@ -265,6 +274,14 @@ struct Accum {
     dz: Vec<f32>,
     col: Vec<f32>,
     dcol: Vec<f32>,
+    wino: winograd::Scratch,
+}
+
+/// Reusable per-worker buffers of the forward pass.
+#[derive(Default)]
+struct Buffers {
+    col: Vec<f32>,
+    wino: winograd::Scratch,
 }
 
 impl Accum {
@@ -280,6 +297,7 @@ impl Accum {
             dz: Vec::new(),
             col: Vec::new(),
             dcol: Vec::new(),
+            wino: winograd::Scratch::default(),
         }
     }
     fn dz_for(&mut self, len: usize) -> &mut [f32] {

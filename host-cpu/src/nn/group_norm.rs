@@ -44,6 +44,25 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + rest.iter().map(|&v| f(v)).sum::<f32>()
 }
 
+/// `sum x_i y_i` in f32 over 8 interleaved partial sums, as [`lane_sum`].
+fn lane_dot(x: &[f32], y: &[f32]) -> f32 {
+    assert_eq!(x.len(), y.len(), "lane_dot: lengths");
+    let mut acc = [0.0f32; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let rest: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a8, b8) in xc.zip(yc) {
+        for ((s, &a), &b) in acc.iter_mut().zip(a8).zip(b8) {
+            *s += a * b;
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
 impl GroupNorm {
     /// The layer `{prefix}.weight/bias` of `layout`; `groups` must divide `channels`.
     pub fn new(
@@ -230,20 +249,18 @@ impl GroupNorm {
                     .enumerate()
                 {
                     let (gm, bt) = (gamma[c0 + j], beta[c0 + j]);
-                    // Per channel in f32 (hw terms), across channels in f64.
-                    let (mut a, mut b) = (0.0f32, 0.0f32);
-                    for ((o, &d), &x) in oc.iter_mut().zip(dc).zip(xc) {
-                        let d = if silu {
+                    if silu {
+                        for ((o, &d), &x) in oc.iter_mut().zip(dc).zip(xc) {
                             let pre = x * gm + bt;
                             let s = sigmoid(pre);
-                            d * s * (1.0 + pre * (1.0 - s))
-                        } else {
-                            d
-                        };
-                        *o = d;
-                        a += d;
-                        b += d * x;
+                            *o = d * s * (1.0 + pre * (1.0 - s));
+                        }
+                    } else {
+                        oc.copy_from_slice(dc);
                     }
+                    // Per channel in f32 (hw terms, in separate passes so that the loop
+                    // above has no running sum and vectorises), across channels in f64.
+                    let (a, b) = (lane_sum(oc, |v| v), lane_dot(oc, xc));
                     sums_g[j] = (a, b);
                     sg += (a * gamma[c0 + j]) as f64;
                     sgx += (b * gamma[c0 + j]) as f64;

@@ -37,18 +37,13 @@ impl Linear {
         let x = x.as_standard_layout();
         let b = &params.params[self.bias].data;
         let mut y = Array2::from_shape_fn((n, self.fout), |(_, j)| b[j]);
-        sgemm(
-            n,
-            fin,
-            self.fout,
-            1.0,
-            x.as_slice().unwrap(),
-            false,
-            &params.params[self.weight].data,
-            true,
-            1.0,
-            y.as_slice_mut().unwrap(),
-        );
+        let w = &params.params[self.weight].data;
+        // One sample at a time, so that a sample's output does not depend on the rest of the
+        // batch (the GEMM kernels' summation order may depend on the number of rows).
+        let rows = x.as_slice().unwrap().chunks(fin);
+        for (xr, yr) in rows.zip(y.as_slice_mut().unwrap().chunks_mut(self.fout)) {
+            sgemm(1, fin, self.fout, 1.0, xr, false, w, true, 1.0, yr);
+        }
         y
     }
 
@@ -86,18 +81,14 @@ impl Linear {
             accumulate(&mut grads, self.bias, &db);
         }
         let mut dx = Array2::zeros((n, fin));
-        sgemm(
-            n,
-            self.fout,
-            fin,
-            1.0,
-            ds,
-            false,
-            &params.params[self.weight].data,
-            false,
-            0.0,
-            dx.as_slice_mut().unwrap(),
-        );
+        let w = &params.params[self.weight].data;
+        // One sample at a time, as in the forward pass.
+        for (dr, xr) in ds
+            .chunks(self.fout)
+            .zip(dx.as_slice_mut().unwrap().chunks_mut(fin))
+        {
+            sgemm(1, self.fout, fin, 1.0, dr, false, w, false, 0.0, xr);
+        }
         dx
     }
 }
