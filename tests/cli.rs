@@ -149,7 +149,8 @@ fn unwritable_output_folder_is_named() {
 #[test]
 fn corrupt_train_info_restore_sample_and_config_mismatch() {
     let d = tmp("happy");
-    let data = d.join("data");
+    // The output's parent folder does not exist yet: corrupt creates it.
+    let data = d.join("new").join("data");
     let o = ambient(&[
         "corrupt",
         "--input",

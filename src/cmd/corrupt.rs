@@ -58,6 +58,14 @@ pub fn run(a: Args) -> Result<()> {
         count: ds.n,
         created_by: format!("ambient {}", env!("CARGO_PKG_VERSION")),
     };
+    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            anyhow!(
+                "{}: cannot create the output's folder: {e}",
+                a.out.display()
+            )
+        })?;
+    }
     write_corrupted_dir(&a.out, &ds, &record)?;
     eprintln!(
         "wrote {}: {} images of {} x {} x {}, {:.1}% of pixels observed",
