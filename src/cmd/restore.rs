@@ -10,7 +10,9 @@ use ambient_cpu::io::png_grid::render_pairs_grid;
 use ambient_cpu::io::weights::load_weights;
 use ambient_cpu::metrics::psnr;
 use ambient_cpu::quantize::runner::{blob_config, restore_dataset};
-use ambient_cpu::restore::{choose_restore_sigma, restore_measurements, SIGMA_CANDIDATES};
+use ambient_cpu::restore::{
+    choose_restore_sigma, restore_measurements, SigmaChoice, SIGMA_CANDIDATES,
+};
 use ambient_cpu::unet::UNet;
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -83,35 +85,21 @@ pub fn run(a: Args) -> Result<()> {
             u.img_resolution
         );
     }
-    let sigma = if a.sigma == "auto" {
-        let held = data::take(ds.clone(), Some(a.holdout));
-        let choice = choose_restore_sigma(&net, &params, &held, &SIGMA_CANDIDATES, 0.2, 1)
-            .map_err(|e| anyhow!("{}: {e}", a.input.data.display()))?;
+    let (sigma, choice) = resolve_sigma(&a.sigma, a.holdout, &net, &params, &ds, &a.input.data)?;
+    if let Some(choice) = choice {
         eprintln!(
             "restoration sigma chosen on {} held-out measurements ({} hidden observed pixels):",
             choice.images, choice.hidden_pixels
         );
         for (s, mse) in &choice.scores {
-            eprintln!(
-                "  sigma {s:<5} held-out MSE {mse:.5}{}",
-                if *s == choice.sigma {
-                    "  <- chosen"
-                } else {
-                    ""
-                }
-            );
+            let mark = if *s == choice.sigma {
+                "  <- chosen"
+            } else {
+                ""
+            };
+            eprintln!("  sigma {s:<5} held-out MSE {mse:.5}{mark}");
         }
-        choice.sigma
-    } else {
-        let s: f32 = a
-            .sigma
-            .parse()
-            .map_err(|_| anyhow!("--sigma {:?}: a number or \"auto\"", a.sigma))?;
-        if !(s.is_finite() && s > 0.0) {
-            bail!("--sigma {s}: must be positive and finite");
-        }
-        s
-    };
+    }
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot create", a.out.display()))?;
     let dims = (ds.n, ds.c, ds.h, ds.w);
@@ -181,4 +169,30 @@ fn report_psnr(clean: &Path, ds: &CorruptedDataset, r: &[f32]) -> Result<()> {
         ds.n
     );
     Ok(())
+}
+
+/// `--sigma`: a positive number, or "auto", chosen on the first `holdout` measurements of `ds`
+/// (no clean image needed; see `ambient_cpu::restore`). Returns the sigma and, for "auto", the
+/// candidates' scores. `data` names the measurements in errors.
+pub fn resolve_sigma(
+    spec: &str,
+    holdout: usize,
+    net: &UNet,
+    params: &ambient_cpu::params::ParamStore,
+    ds: &CorruptedDataset,
+    data: &Path,
+) -> Result<(f32, Option<SigmaChoice>)> {
+    if spec == "auto" {
+        let held = data::take(ds.clone(), Some(holdout));
+        let choice = choose_restore_sigma(net, params, &held, &SIGMA_CANDIDATES, 0.2, 1)
+            .map_err(|e| anyhow!("{}: {e}", data.display()))?;
+        return Ok((choice.sigma, Some(choice)));
+    }
+    let s: f32 = spec
+        .parse()
+        .map_err(|_| anyhow!("--sigma {spec:?}: a number or \"auto\""))?;
+    if !(s.is_finite() && s > 0.0) {
+        bail!("--sigma {s}: must be positive and finite");
+    }
+    Ok((s, None))
 }

@@ -14,7 +14,7 @@ use ambient_cpu::eval::ssim::Ssim;
 use ambient_cpu::io::dataset::{write_images_npy, CorruptedDataset};
 use ambient_cpu::io::weights::load_weights;
 use ambient_cpu::metrics::psnr;
-use ambient_cpu::restore::{choose_restore_sigma, restore_measurements, SIGMA_CANDIDATES};
+use ambient_cpu::restore::restore_measurements;
 use ambient_cpu::tensor_nd::NdTensor;
 use ambient_cpu::unet::UNet;
 use anyhow::{anyhow, bail, Context, Result};
@@ -111,24 +111,15 @@ fn restoration_sigma(
     params: &ambient_cpu::params::ParamStore,
     ds: &CorruptedDataset,
 ) -> Result<f32> {
-    if a.sigma == "auto" {
-        let held = data::take(ds.clone(), Some(a.holdout));
-        let choice = choose_restore_sigma(net, params, &held, &SIGMA_CANDIDATES, 0.2, 1)
-            .map_err(|e| anyhow!("{}: {e}", a.data.display()))?;
+    let (sigma, choice) =
+        crate::cmd::restore::resolve_sigma(&a.sigma, a.holdout, net, params, ds, &a.data)?;
+    if let Some(choice) = choice {
         eprintln!(
             "restoration sigma {} (chosen on {} held-out measurements)",
             choice.sigma, choice.images
         );
-        return Ok(choice.sigma);
     }
-    let s: f32 = a
-        .sigma
-        .parse()
-        .map_err(|_| anyhow!("--sigma {:?}: a number or \"auto\"", a.sigma))?;
-    if !(s.is_finite() && s > 0.0) {
-        bail!("--sigma {s}: must be positive and finite");
-    }
-    Ok(s)
+    Ok(sigma)
 }
 
 fn run_dps(a: &Args, weights: &Path, ds: &CorruptedDataset, n: usize) -> Result<(Vec<f32>, usize)> {
