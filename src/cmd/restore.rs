@@ -186,6 +186,17 @@ pub fn resolve_sigma(
         let held = data::take(ds.clone(), Some(holdout));
         let choice = choose_restore_sigma(net, params, &held, &SIGMA_CANDIDATES, 0.2, 1)
             .map_err(|e| anyhow!("{}: {e}", data.display()))?;
+        let (lo, hi) = (
+            SIGMA_CANDIDATES[0],
+            SIGMA_CANDIDATES[SIGMA_CANDIDATES.len() - 1],
+        );
+        if choice.sigma == lo || choice.sigma == hi {
+            eprintln!(
+                "warning: --sigma auto chose {}, the edge of its candidates {lo}..{hi}: the best \
+                 sigma may lie outside them; try --sigma with a value beyond it",
+                choice.sigma
+            );
+        }
         return Ok((choice.sigma, Some(choice)));
     }
     let s: f32 = spec
