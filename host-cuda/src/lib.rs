@@ -12,6 +12,10 @@
 //! builds it against a link-time stub of the driver (README.md, `stub/build-stub.sh`).
 #![deny(unsafe_code)]
 
+pub mod net;
+pub mod ops;
+pub mod ref_ops;
+
 #[cfg(feature = "cuda")]
 pub mod device;
 #[cfg(feature = "cuda")]
