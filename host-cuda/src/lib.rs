@@ -17,6 +17,8 @@ pub mod ops;
 pub mod ref_ops;
 
 #[cfg(feature = "cuda")]
+pub mod cuda_ops;
+#[cfg(feature = "cuda")]
 pub mod device;
 #[cfg(feature = "cuda")]
 pub mod error;
