@@ -12,9 +12,11 @@
 //! builds it against a link-time stub of the driver (README.md, `stub/build-stub.sh`).
 #![deny(unsafe_code)]
 
+pub mod denoise;
 pub mod net;
 pub mod ops;
 pub mod ref_ops;
+pub mod train;
 
 #[cfg(feature = "cuda")]
 pub mod cuda_ops;

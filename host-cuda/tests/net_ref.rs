@@ -5,31 +5,13 @@
 
 use ambient_core::AmbientRng;
 use ambient_cpu::config::UNetConfig;
-use ambient_cpu::params::ParamStore;
 use ambient_cpu::unet::UNet;
 use ambient_cuda::net::{Net, NetPlan};
 use ambient_cuda::ref_ops::RefOps;
 use ndarray::Array4;
 
-/// ||a - b|| / ||b||.
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
-    (num / den.max(f64::MIN_POSITIVE)).sqrt()
-}
-
-fn random_store(layout: &[(String, Vec<usize>)], rng: &mut AmbientRng) -> ParamStore {
-    let mut params = ParamStore::zeros(layout);
-    for p in params.params.iter_mut() {
-        p.data.iter_mut().for_each(|v| *v = 0.3 * rng.normal());
-    }
-    params
-}
+mod support;
+use support::{random_store, rel_err};
 
 /// Normwise relative tolerance for a tensor computed by two f32 implementations that differ
 /// only in the order of additions and in the exp of the sigmoids: each dot product of length
