@@ -7,9 +7,9 @@
 //! Buffers come from a pool: a dropped [`GpuBuf`] goes back to it and is reused by a later
 //! request of the same length. Everything runs in order on the Gpu's one stream, so a reused
 //! buffer is never written before the kernels that read it before are done, and nothing calls
-//! cuMemFree (which would wait for the device) in the middle of a step. Uploads allocate fresh
-//! memory (a synchronous copy into a pooled buffer could overtake a queued kernel);
-//! downloads wait for the stream.
+//! cuMemFree (which would wait for the device) in the middle of a step. An upload into a
+//! pooled buffer first waits for the stream (a synchronous copy could otherwise overtake a
+//! queued kernel that still reads the buffer); downloads wait for the stream.
 #![allow(unsafe_code)] // kernel launches (cust's launch! is unsafe); see the SAFETY notes.
 
 use crate::device::Gpu;
@@ -84,6 +84,13 @@ impl Drop for GpuBuf {
 }
 
 impl GpuBuf {
+    /// The device memory (the first `len` elements are the buffer's).
+    pub(crate) fn device(&self) -> &DeviceBuffer<f32> {
+        self.slice()
+    }
+    pub(crate) fn device_mut(&mut self) -> &mut DeviceBuffer<f32> {
+        self.slice_mut()
+    }
     fn slice(&self) -> &DeviceBuffer<f32> {
         self.buf.as_ref().expect("a live buffer")
     }
@@ -110,6 +117,8 @@ pub struct CudaOps {
     pub gpu: Rc<Gpu>,
     modules: HashMap<&'static str, Module>,
     pool: Pool,
+    /// Bytes allocated with cuMemAlloc and not freed (live buffers and the pool's).
+    allocated: std::cell::Cell<usize>,
 }
 
 impl CudaOps {
@@ -128,6 +137,7 @@ impl CudaOps {
             gpu,
             modules,
             pool: Pool::default(),
+            allocated: Default::default(),
         })
     }
 
@@ -152,8 +162,34 @@ impl CudaOps {
             .stream
             .synchronize()
             .map_err(driver("cuStreamSynchronize"))?;
+        let freed = self.pooled_bytes();
         self.pool.borrow_mut().clear();
+        self.allocated
+            .set(self.allocated.get().saturating_sub(freed));
         Ok(())
+    }
+
+    /// Bytes this CudaOps has allocated (buffers in use and pooled): its device footprint,
+    /// which only grows when a step needs a buffer length it has not used before.
+    pub fn allocated_bytes(&self) -> usize {
+        self.allocated.get()
+    }
+
+    /// A fresh device allocation of `len` (at least 1) elements, zeroed or holding `upload`;
+    /// counted in [`CudaOps::allocated_bytes`].
+    fn allocate(
+        &self,
+        len: usize,
+        upload: Option<&[f32]>,
+    ) -> std::result::Result<DeviceBuffer<f32>, OpsError> {
+        let buf = match upload {
+            Some(d) if !d.is_empty() => {
+                DeviceBuffer::from_slice(d).map_err(driver("cuMemcpyHtoD"))?
+            }
+            _ => DeviceBuffer::zeroed(len.max(1)).map_err(driver("cuMemAlloc"))?,
+        };
+        self.allocated.set(self.allocated.get() + 4 * len.max(1));
+        Ok(buf)
     }
 
     /// (free, total) device memory in bytes.
@@ -193,7 +229,7 @@ impl Ops for CudaOps {
                 pool: self.pool.clone(),
             },
             None => {
-                let buf = DeviceBuffer::zeroed(len.max(1)).map_err(driver("cuMemAlloc"))?;
+                let buf = self.allocate(len, None)?;
                 return Ok(GpuBuf {
                     buf: Some(buf),
                     len,
@@ -206,10 +242,26 @@ impl Ops for CudaOps {
     }
 
     fn upload(&self, data: &[f32]) -> std::result::Result<GpuBuf, OpsError> {
-        let buf = if data.is_empty() {
-            DeviceBuffer::zeroed(1).map_err(driver("cuMemAlloc"))?
-        } else {
-            DeviceBuffer::from_slice(data).map_err(driver("cuMemcpyHtoD"))?
+        let reused = self
+            .pool
+            .borrow_mut()
+            .get_mut(&data.len())
+            .and_then(|v| v.pop());
+        let buf = match reused {
+            Some(b) if !data.is_empty() => {
+                // A synchronous copy does not wait for our (non-blocking) stream, whose queued
+                // kernels may still read this buffer: wait for them first.
+                self.gpu
+                    .stream
+                    .synchronize()
+                    .map_err(driver("cuStreamSynchronize"))?;
+                b.index(..data.len())
+                    .copy_from(data)
+                    .map_err(driver("cuMemcpyHtoD"))?;
+                b
+            }
+            Some(b) => b,
+            None => self.allocate(data.len(), Some(data))?,
         };
         Ok(GpuBuf {
             buf: Some(buf),
@@ -518,7 +570,10 @@ impl Ops for CudaOps {
         xhat: &mut GpuBuf,
         rstd: &mut GpuBuf,
     ) -> std::result::Result<(), OpsError> {
-        assert!(groups > 0 && c % groups == 0, "group_norm_forward: groups");
+        assert!(
+            groups > 0 && c.is_multiple_of(groups),
+            "group_norm_forward: groups"
+        );
         let len = n * c * hw;
         let (px, po, pxh) = (
             x.whole(len, "gn x"),
@@ -566,7 +621,10 @@ impl Ops for CudaOps {
         dx: &mut GpuBuf,
         sums: &mut GpuBuf,
     ) -> std::result::Result<(), OpsError> {
-        assert!(groups > 0 && c % groups == 0, "group_norm_backward: groups");
+        assert!(
+            groups > 0 && c.is_multiple_of(groups),
+            "group_norm_backward: groups"
+        );
         let len = n * c * hw;
         let (pd, pxh, pdx) = (
             d_out.whole(len, "gn d_out"),
@@ -608,7 +666,10 @@ impl Ops for CudaOps {
         w: usize,
         out: &mut GpuBuf,
     ) -> std::result::Result<(), OpsError> {
-        assert!(h % 2 == 0 && w % 2 == 0, "avg_pool: odd size");
+        assert!(
+            h.is_multiple_of(2) && w.is_multiple_of(2),
+            "avg_pool: odd size"
+        );
         let px = x.whole(planes * h * w, "avg_pool x");
         let po = out.whole(planes * h * w / 4, "avg_pool out");
         run!(
@@ -628,7 +689,10 @@ impl Ops for CudaOps {
         w: usize,
         dx: &mut GpuBuf,
     ) -> std::result::Result<(), OpsError> {
-        assert!(h % 2 == 0 && w % 2 == 0, "avg_pool_backward: odd size");
+        assert!(
+            h.is_multiple_of(2) && w.is_multiple_of(2),
+            "avg_pool_backward: odd size"
+        );
         let pd = d.whole(planes * h * w / 4, "avg_pool_backward d");
         let px = dx.whole(planes * h * w, "avg_pool_backward dx");
         run!(

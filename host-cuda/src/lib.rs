@@ -25,6 +25,8 @@ pub mod device;
 #[cfg(feature = "cuda")]
 pub mod error;
 #[cfg(feature = "cuda")]
+pub mod infer;
+#[cfg(feature = "cuda")]
 mod kernels;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;

@@ -110,7 +110,7 @@ impl NetPlan {
             })
         };
         let norm = |p: &str, c: usize| -> Result<NormPlan, String> {
-            if c % cfg.groups != 0 {
+            if !c.is_multiple_of(cfg.groups) {
                 return Err(format!(
                     "{p}: {c} channels not divisible into {} groups",
                     cfg.groups
@@ -202,7 +202,7 @@ impl NetPlan {
                 ambient_core::precond::MAX_BATCH
             ));
         }
-        if h == 0 || w == 0 || h % div != 0 || w % div != 0 {
+        if h == 0 || w == 0 || !h.is_multiple_of(div) || !w.is_multiple_of(div) {
             return bad(format!(
                 "image size {h}x{w} is not a positive multiple of {div}"
             ));
@@ -255,6 +255,9 @@ struct EmbTape<B> {
     a1: B,
     h2: B,
 }
+
+/// A layer's output and its tape.
+type WithTape<B, T> = Result<(Act<B>, T), OpsError>;
 
 /// What the backward pass needs from a forward pass.
 pub struct Tape<B> {
@@ -412,6 +415,7 @@ impl<'a, O: Ops> Net<'a, O> {
         let mut d_emb = self.ops.zeros(n * 4 * p.cfg.ch)?;
         let mut d_skips = Vec::new();
         let mut dec = tape.dec;
+        #[allow(clippy::needless_range_loop)] // l indexes the plan, the tapes and the sizes
         for l in 0..levels {
             let (h, w) = size(l);
             if l > 0 {
@@ -555,7 +559,7 @@ impl<'a, O: Ops> Net<'a, O> {
         params: &O::Buf,
         x: &Act<O::Buf>,
         n: usize,
-    ) -> Result<(Act<O::Buf>, NormTape<O::Buf>), OpsError> {
+    ) -> WithTape<O::Buf, NormTape<O::Buf>> {
         let o = self.ops;
         let g = self.plan.cfg.groups;
         let len = n * x.c * x.hw();
@@ -625,7 +629,7 @@ impl<'a, O: Ops> Net<'a, O> {
         params: &O::Buf,
         x: Act<O::Buf>,
         n: usize,
-    ) -> Result<(Act<O::Buf>, ConvTape<O::Buf>), OpsError> {
+    ) -> WithTape<O::Buf, ConvTape<O::Buf>> {
         let o = self.ops;
         let hw = x.hw();
         let kd = cv.cin * cv.k * cv.k;
@@ -718,7 +722,7 @@ impl<'a, O: Ops> Net<'a, O> {
         x: Act<O::Buf>,
         emb: &O::Buf,
         n: usize,
-    ) -> Result<(Act<O::Buf>, BlockTape<O::Buf>), OpsError> {
+    ) -> WithTape<O::Buf, BlockTape<O::Buf>> {
         let o = self.ops;
         let (a1, n1) = self.norm_forward(&b.norm1, params, &x, n)?;
         let (mut h, c1) = self.conv_forward(&b.conv1, params, a1, n)?;
