@@ -2,8 +2,10 @@
 # The device check, on a GPU machine, in one call: runs the test binaries that
 # prepare-device-check.sh built (carried in target/cuda-check) against the real driver.
 # Prints the GPU and driver, checks that libcuda.so.1 resolves to the real driver and not to
-# the CI stub, runs every test binary with its output, and fails if any test failed or skipped
-# for want of a device. Copies its log to $OUT when that is set.
+# the CI stub, runs every test binary with its output (ignored tests included: the batch-256
+# bench with its memory and leak check), then PyTorch eager's bench on the same GPU
+# (benches/cuda_torch_bench.py), prints a summary, and fails if any test failed or skipped for
+# want of a device. Copies its log to $OUT when that is set.
 #   run: bash host-cuda/device-check.sh   (carry: target/cuda-check)
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,8 +30,11 @@ status=0
   echo "PTX cache: $(ls "$AMBIENT_PTX_CACHE" | tr '\n' ' ')"
   for b in "$dir"/bin/*; do
     echo "== $(basename "$b")"
-    "$b" --nocapture --test-threads=1 || status=1
+    "$b" --nocapture --test-threads=1 --include-ignored || status=1
   done
+  echo "== PyTorch eager on the same GPU (benches/cuda_torch_bench.py)"
+  py="${PYTHON:-python3}"
+  timeout 300 "$py" benches/cuda_torch_bench.py 200 || echo "PyTorch bench did not run (no torch with CUDA for $py?)"
   exit $status
 } 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
@@ -37,6 +42,8 @@ if grep -q "no CUDA device: skipping" "$log"; then
   echo "FAIL: tests skipped for want of a device on a GPU machine"
   status=1
 fi
+echo "== summary"
+grep -E "^test .* (ok|FAILED)$|relative error|bit for bit|of its bound|^BENCH|^step (1|5|10|20|30):|worst" "$log" | sed 's/^/  /'
 [ -n "${OUT:-}" ] && cp "$log" "$OUT/device-check.log"
 echo "device check: $([ $status -eq 0 ] && echo PASSED || echo FAILED)"
 exit $status
