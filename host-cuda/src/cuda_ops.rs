@@ -60,6 +60,13 @@ pub fn module_ptx(
     })
 }
 
+/// Device 0 with the network's kernels, PTX from the default cache (or compiled by NVRTC):
+/// [`CudaHostError::NoDevice`] on a machine without a GPU.
+pub fn open_default() -> Result<CudaOps> {
+    let cache = PtxCache::default_location();
+    CudaOps::new(Gpu::open(&cache)?, &cache)
+}
+
 impl From<CudaHostError> for OpsError {
     fn from(e: CudaHostError) -> Self {
         OpsError::Device(e.to_string())

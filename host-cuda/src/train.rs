@@ -17,8 +17,8 @@ use ambient_cpu::params::ParamStore;
 use ambient_cpu::train::{Further, Mode, StepStats, TrainOptions, Trainer};
 
 /// A training run whose tensors live in `O`'s buffers.
-pub struct DeviceTrainer<'a, O: Ops> {
-    pub ops: &'a O,
+pub struct DeviceTrainer<O: Ops> {
+    pub ops: O,
     pub plan: NetPlan,
     pub opts: TrainOptions,
     pub rng: AmbientRng,
@@ -48,22 +48,29 @@ fn unflatten(into: &mut ParamStore, flat: &[f32]) {
     }
 }
 
-impl<'a, O: Ops> DeviceTrainer<'a, O> {
+impl<O: Ops> DeviceTrainer<O> {
     /// Takes over the state of `cpu` (fresh or resumed).
-    pub fn from_cpu(ops: &'a O, cpu: &Trainer) -> Result<Self, OpsError> {
+    pub fn from_cpu(ops: O, cpu: &Trainer) -> Result<Self, OpsError> {
         let plan = NetPlan::new(&cpu.config.unet).map_err(OpsError::Invalid)?;
         let up = |p: &ParamStore| ops.upload(&flatten(p));
+        let (weights, ema, m, v) = (
+            up(&cpu.weights)?,
+            up(&cpu.ema)?,
+            up(&cpu.adam.m)?,
+            up(&cpu.adam.v)?,
+        );
+        let grads = ops.zeros(plan.total)?;
         Ok(DeviceTrainer {
             ops,
             opts: cpu.opts.clone(),
             rng: cpu.rng.clone(),
             step: cpu.step,
             t: cpu.adam.t,
-            weights: up(&cpu.weights)?,
-            ema: up(&cpu.ema)?,
-            m: up(&cpu.adam.m)?,
-            v: up(&cpu.adam.v)?,
-            grads: ops.zeros(plan.total)?,
+            weights,
+            ema,
+            m,
+            v,
+            grads,
             plan,
         })
     }
@@ -83,7 +90,7 @@ impl<'a, O: Ops> DeviceTrainer<'a, O> {
     /// One training step on a batch drawn from `data` (checked with host-cpu's
     /// `Trainer::check_data`).
     pub fn train_step(&mut self, data: &CorruptedDataset) -> Result<StepStats, OpsError> {
-        let o = self.ops;
+        let o = &self.ops;
         let b = draw_batch(&mut self.rng, &self.opts, data, self.step)?;
         let (n, h, w) = (self.opts.batch, data.h, data.w);
         let chw = data.image_len();

@@ -139,7 +139,7 @@ fn cuda_training_follows_host_cpu_trajectory() {
     };
     let data = blob_dataset(32, 28, 9);
     let mut cpu = ambient_trainer(UNetConfig::spec_mnist(), 8, 4);
-    let mut dev = DeviceTrainer::from_cpu(&ops, &cpu).unwrap();
+    let mut dev = DeviceTrainer::from_cpu(ops, &cpu).unwrap();
     let mut worst = 0.0f64;
     let (mut first, mut last) = (0.0, 0.0);
     for k in 0..30 {
@@ -281,14 +281,14 @@ fn bench_batch256_training_memory_and_leak() {
         .unwrap_or(1000);
     let data = blob_dataset(1024, 28, 1);
     let cpu = ambient_trainer(UNetConfig::spec_mnist(), 256, 1);
-    let mut dev = DeviceTrainer::from_cpu(&ops, &cpu).unwrap();
+    let mut dev = DeviceTrainer::from_cpu(ops, &cpu).unwrap();
     let sync = |o: &CudaOps| o.synchronize().unwrap();
     for _ in 0..5 {
         dev.train_step(&data).unwrap();
     }
-    sync(&ops);
-    let (free0, total) = ops.memory().unwrap();
-    let alloc0 = ops.allocated_bytes();
+    sync(&dev.ops);
+    let (free0, total) = dev.ops.memory().unwrap();
+    let alloc0 = dev.ops.allocated_bytes();
     let mut min_free = free0;
     let t = std::time::Instant::now();
     let mut done = 0;
@@ -297,13 +297,13 @@ fn bench_batch256_training_memory_and_leak() {
         last_loss = dev.train_step(&data).unwrap().loss;
         done += 1;
         if done % 50 == 0 {
-            min_free = min_free.min(ops.memory().unwrap().0);
+            min_free = min_free.min(dev.ops.memory().unwrap().0);
         }
     }
-    sync(&ops);
+    sync(&dev.ops);
     let secs = t.elapsed().as_secs_f64();
-    let (free1, _) = ops.memory().unwrap();
-    let alloc1 = ops.allocated_bytes();
+    let (free1, _) = dev.ops.memory().unwrap();
+    let alloc1 = dev.ops.allocated_bytes();
     println!(
         "BENCH cuda train batch 256 (spec config): {done} steps in {secs:.1} s = {:.0} images/s ({:.1} ms/step), last loss {last_loss:.4}{}",
         256.0 * done as f64 / secs,
@@ -332,26 +332,28 @@ fn bench_batch256_training_memory_and_leak() {
 
     // Inference: D at batch 256 (one network call, no tape kept past the call).
     let plan = NetPlan::new(&UNetConfig::spec_mnist()).unwrap();
-    let mut den = ambient_cuda::infer::CudaDenoiser::new(&ops, &plan, &cpu.weights).unwrap();
+    let mut den = ambient_cuda::infer::CudaDenoiser::new(&dev.ops, &plan, &cpu.weights).unwrap();
     let shape = ambient_core::tensor::Shape {
         n: 256,
         c: 1,
         h: 28,
         w: 28,
     };
-    let y = ambient_cuda::CudaTensor::from_host(&ops.gpu, shape, &data.measurements[..256 * 784])
-        .unwrap();
-    let m = ambient_cuda::CudaTensor::from_host(&ops.gpu, shape, &data.masks[..256 * 784]).unwrap();
-    let mut out = ambient_cuda::CudaTensor::zeros(&ops.gpu, shape).unwrap();
+    let y =
+        ambient_cuda::CudaTensor::from_host(&dev.ops.gpu, shape, &data.measurements[..256 * 784])
+            .unwrap();
+    let m =
+        ambient_cuda::CudaTensor::from_host(&dev.ops.gpu, shape, &data.masks[..256 * 784]).unwrap();
+    let mut out = ambient_cuda::CudaTensor::zeros(&dev.ops.gpu, shape).unwrap();
     use ambient_core::Denoiser;
     den.denoise(&y, &m, 0.1, &mut out).unwrap();
-    sync(&ops);
+    sync(&dev.ops);
     let t = std::time::Instant::now();
     let calls = 50;
     for _ in 0..calls {
         den.denoise(&y, &m, 0.1, &mut out).unwrap();
     }
-    sync(&ops);
+    sync(&dev.ops);
     let secs = t.elapsed().as_secs_f64();
     println!(
         "BENCH cuda denoise batch 256: {:.0} images/s ({:.1} ms/call)",

@@ -24,8 +24,7 @@ const STATE_TOL: f64 = 1e-4;
 fn ref_trainer_follows_host_cpu_trainer() {
     let data = blob_dataset(16, 8, 5);
     let mut cpu = ambient_trainer(tiny_config(), 6, 3);
-    let ops = RefOps;
-    let mut dev = DeviceTrainer::from_cpu(&ops, &cpu).unwrap();
+    let mut dev = DeviceTrainer::from_cpu(RefOps, &cpu).unwrap();
     for _ in 0..4 {
         let a = cpu.train_step(&data).unwrap();
         let b = dev.train_step(&data).unwrap();
