@@ -418,7 +418,7 @@ impl Ops for CudaOps {
         let chunk = g.batch.div_ceil(MAX_SLICES.min(g.batch));
         let slices = g.batch.div_ceil(chunk);
         let len = g.m * g.n;
-        let mut part = self.zeros(slices * len)?;
+        let part = self.zeros(slices * len)?;
         let pp = part.whole(slices * len, "gemm partial sums");
         let (m, n, k, ta, tb, al, be, sa, sb, sc, bt, ch) = args(1.0, 0.0, len, chunk);
         run!(
@@ -428,7 +428,6 @@ impl Ops for CudaOps {
             256u32,
             (pa, pb, pp, m, n, k, ta, tb, al, be, sa, sb, sc, bt, ch)
         )?;
-        let _ = &mut part;
         run!(
             self,
             self.function("gemm", "sum_slices"),
