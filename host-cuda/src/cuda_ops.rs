@@ -119,13 +119,14 @@ impl GpuBuf {
     }
 }
 
-/// The CUDA primitives on one [`Gpu`].
+/// The CUDA primitives on one [`Gpu`]. Fields drop in order: the modules and the pool's
+/// buffers before the Gpu (its context).
 pub struct CudaOps {
-    pub gpu: Rc<Gpu>,
     modules: HashMap<&'static str, Module>,
     pool: Pool,
     /// Bytes allocated with cuMemAlloc and not freed (live buffers and the pool's).
     allocated: std::cell::Cell<usize>,
+    pub gpu: Rc<Gpu>,
 }
 
 impl CudaOps {

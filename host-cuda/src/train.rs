@@ -16,9 +16,8 @@ use ambient_cpu::io::dataset::CorruptedDataset;
 use ambient_cpu::params::ParamStore;
 use ambient_cpu::train::{Further, Mode, StepStats, TrainOptions, Trainer};
 
-/// A training run whose tensors live in `O`'s buffers.
+/// A training run whose tensors live in `O`'s buffers (dropped before `ops`, declared last).
 pub struct DeviceTrainer<O: Ops> {
-    pub ops: O,
     pub plan: NetPlan,
     pub opts: TrainOptions,
     pub rng: AmbientRng,
@@ -30,6 +29,7 @@ pub struct DeviceTrainer<O: Ops> {
     m: O::Buf,
     v: O::Buf,
     grads: O::Buf,
+    pub ops: O,
 }
 
 fn flatten(p: &ParamStore) -> Vec<f32> {
