@@ -155,28 +155,6 @@ impl CudaOps {
             .map_err(driver("cuModuleGetFunction"))
     }
 
-    /// Bytes held by the pool's idle buffers.
-    pub fn pooled_bytes(&self) -> usize {
-        self.pool
-            .borrow()
-            .iter()
-            .map(|(len, v)| len.max(&1) * 4 * v.len())
-            .sum()
-    }
-
-    /// Frees the pool's idle buffers (after waiting for the stream).
-    pub fn trim(&self) -> Result<()> {
-        self.gpu
-            .stream
-            .synchronize()
-            .map_err(driver("cuStreamSynchronize"))?;
-        let freed = self.pooled_bytes();
-        self.pool.borrow_mut().clear();
-        self.allocated
-            .set(self.allocated.get().saturating_sub(freed));
-        Ok(())
-    }
-
     /// Bytes this CudaOps has allocated (buffers in use and pooled): its device footprint,
     /// which only grows when a step needs a buffer length it has not used before.
     pub fn allocated_bytes(&self) -> usize {

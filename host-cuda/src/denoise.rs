@@ -1,6 +1,6 @@
 //! The preconditioned mask-aware denoiser of the spec over [`Ops`]:
 //! `F_in = [c_in y, m]`, `F = F(F_in, ln(s)/4)`, `D = m (c_skip y + c_out F) + (1 - m) sd F`,
-//! and, for training, dL/dF from dL/dD. The per-sample coefficients are the core's functions,
+//! and, for training, dL/dF from dL/dD (and dL/dy for reconstruction guidance). The per-sample coefficients are the core's functions,
 //! computed on the host (one value per sample) and uploaded.
 
 use crate::net::{Net, Tape};
@@ -87,4 +87,40 @@ pub fn denoise_backward<O: Ops>(
     )?;
     net.backward(params, t.tape, d_f, grads)?;
     Ok(())
+}
+
+/// The vector-Jacobian product of `D` with respect to `y` (reconstruction guidance): given
+/// dL/dD, `dL/dy = m c_skip dL/dD + c_in dL/dF_in[:, :C]`, composed of the primitives (the
+/// parameter gradients the backward pass also forms are discarded). `y` [n, chw].
+pub fn denoise_vjp<O: Ops>(
+    net: &Net<'_, O>,
+    params: &O::Buf,
+    t: DenoiseTape<O::Buf>,
+    m: &O::Buf,
+    d_d: &O::Buf,
+) -> Result<O::Buf, OpsError> {
+    let ops = net.ops;
+    let len = ops.len(d_d);
+    let n = ops.len(&t.coefs.c_out);
+    let chw = len / n;
+    let sd = net.plan.cfg.sigma_data;
+    let mut d_f = ops.zeros(len)?;
+    ops.output_scale_mul(d_d, m, &t.coefs, sd, n, chw, &mut d_f)?;
+    let mut unused = ops.zeros(net.plan.total)?;
+    let coefs = t.coefs;
+    let d_fin = net.backward(params, t.tape, d_f, &mut unused)?;
+    // c_in dF_in[:, :C]: the first half of each sample of F_in's gradient, through the
+    // network_input kernel (which scales the first half by c_in), then taken out again.
+    let mut d_fy = ops.zeros(len)?;
+    ops.copy_rows(n, chw, &d_fin, 0, 2 * chw, &mut d_fy, 0, chw)?;
+    let mut scaled = ops.zeros(2 * len)?;
+    ops.network_input(&d_fy, m, &coefs.c_in, n, chw, &mut scaled)?;
+    let mut grad_y = ops.zeros(len)?;
+    ops.copy_rows(n, chw, &scaled, 0, 2 * chw, &mut grad_y, 0, chw)?;
+    // m c_skip dL/dD: the preconditioning with F = 0.
+    let zero = ops.zeros(len)?;
+    let mut skip = ops.zeros(len)?;
+    ops.precondition(d_d, m, &zero, &coefs, sd, n, chw, &mut skip)?;
+    ops.axpby(&mut grad_y, 1.0, &skip, 1.0)?;
+    Ok(grad_y)
 }

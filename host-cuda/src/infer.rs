@@ -1,18 +1,18 @@
-//! Inference on the GPU: the trained network as the core's `Denoiser` over [`CudaTensor`],
-//! so that the core's own fixed-mask sampler (paper eq. 3.3) and single-step restoration run
-//! on the device unchanged; and the two host-side drivers the CLI calls, mirroring host-cpu's
-//! `sample::generate` (fixed-mask sampler) and `restore::restore_measurements`.
-//!
-//! Reconstruction guidance (eq. 3.4) needs the denoiser's vector-Jacobian product, which this
-//! backend does not provide: `denoise_vjp` returns an error saying so.
+//! Inference on the GPU: the trained network as the core's `Denoiser` over [`CudaTensor`]
+//! (with its vector-Jacobian product), so that the core's own samplers (fixed-mask, paper
+//! eq. 3.3; reconstruction guidance, eq. 3.4) and single-step restoration run on the device
+//! unchanged; and the two host-side drivers the CLI calls, mirroring host-cpu's
+//! `sample::generate` and `restore::restore_measurements`.
 
 use crate::cuda_ops::{CudaOps, GpuBuf};
-use crate::denoise::denoise;
+use crate::denoise::{denoise, denoise_vjp};
 use crate::error::CudaHostError;
 use crate::net::{Net, NetPlan};
 use crate::ops::{Ops, OpsError};
 use crate::tensor::CudaTensor;
-use ambient_core::sampler::{restore_single_step, sample_fixed_mask, StepInfo};
+use ambient_core::sampler::{
+    reconstruction_guidance_step, restore_single_step, sample_fixed_mask, StepInfo,
+};
 use ambient_core::schedule::EdmSchedule;
 use ambient_core::tensor::{Shape, Tensor};
 use ambient_core::{AmbientRng, CoreError, Denoiser};
@@ -66,28 +66,63 @@ impl<'a> CudaDenoiser<'a> {
         Ok(b)
     }
 
+    /// `out <- D(y, mask, sigma)`, or with `cotangent`, `out <- (dD/dy)^T cotangent`.
     fn run(
         &mut self,
         y: &CudaTensor,
         mask: &CudaTensor,
         sigma: f32,
+        cotangent: Option<&CudaTensor>,
         out: &mut CudaTensor,
     ) -> Result<(), OpsError> {
         let s = y.shape();
-        if mask.shape() != s || out.shape() != s || s.c != self.plan.cfg.img_channels {
+        let same = |t: &CudaTensor| t.shape() == s;
+        if !same(mask)
+            || !same(out)
+            || !cotangent.is_none_or(same)
+            || s.c != self.plan.cfg.img_channels
+        {
             return Err(OpsError::Invalid(
-                "y, mask and out must share the network's shape".into(),
+                "y, mask, cotangent and out must share the network's shape".into(),
             ));
         }
         let (yb, mb) = (self.to_buf(y)?, self.to_buf(mask)?);
         let net = Net::new(self.ops, self.plan);
-        let (d, _tape) = denoise(&net, &self.params, &yb, &mb, &vec![sigma; s.n], s.h, s.w)?;
+        let (d, tape) = denoise(&net, &self.params, &yb, &mb, &vec![sigma; s.n], s.h, s.w)?;
+        let result = match cotangent {
+            None => d,
+            Some(c) => {
+                let cb = self.to_buf(c)?;
+                denoise_vjp(&net, &self.params, tape, &mb, &cb)?
+            }
+        };
         if let Some(dst) = out.buffer_mut() {
             let g = &self.ops.gpu;
             g.kernels
-                .copy(&g.stream, dst, &d.device().index(..s.len()))?;
+                .copy(&g.stream, dst, &result.device().index(..s.len()))?;
         }
         Ok(())
+    }
+}
+
+impl CudaDenoiser<'_> {
+    fn call(
+        &mut self,
+        y: &CudaTensor,
+        mask: &CudaTensor,
+        sigma: f32,
+        cotangent: Option<&CudaTensor>,
+        out: &mut CudaTensor,
+    ) -> Result<(), CoreError> {
+        if !(sigma.is_finite() && sigma > 0.0) {
+            return Err(CoreError::InvalidParameter(
+                "sigma must be positive and finite",
+            ));
+        }
+        self.run(y, mask, sigma, cotangent, out).map_err(|e| {
+            self.last_error = Some(e);
+            CoreError::Denoiser("CUDA denoiser failed (see its last_error)")
+        })
     }
 }
 
@@ -99,28 +134,18 @@ impl Denoiser<CudaTensor> for CudaDenoiser<'_> {
         sigma: f32,
         out: &mut CudaTensor,
     ) -> Result<(), CoreError> {
-        if !(sigma.is_finite() && sigma > 0.0) {
-            return Err(CoreError::InvalidParameter(
-                "sigma must be positive and finite",
-            ));
-        }
-        self.run(y, mask, sigma, out).map_err(|e| {
-            self.last_error = Some(e);
-            CoreError::Denoiser("CUDA denoiser failed (see its last_error)")
-        })
+        self.call(y, mask, sigma, None, out)
     }
 
     fn denoise_vjp(
         &mut self,
-        _: &CudaTensor,
-        _: &CudaTensor,
-        _: f32,
-        _: &CudaTensor,
-        _: &mut CudaTensor,
+        y: &CudaTensor,
+        mask: &CudaTensor,
+        sigma: f32,
+        cotangent: &CudaTensor,
+        grad_y: &mut CudaTensor,
     ) -> Result<(), CoreError> {
-        Err(CoreError::Denoiser(
-            "the CUDA backend has no vector-Jacobian product (reconstruction guidance); use the CPU backend",
-        ))
+        self.call(y, mask, sigma, Some(cotangent), grad_y)
     }
 }
 
@@ -142,9 +167,9 @@ fn core(den: &mut CudaDenoiser<'_>, e: CoreError) -> InferError {
     }
 }
 
-/// The fixed-mask sampler on the GPU: `opts.n` images, NCHW, drawn exactly as host-cpu's
-/// `generate` draws them (same initial noise and masks for the same seed). Reconstruction
-/// guidance is refused.
+/// The samplers on the GPU: `opts.n` images, NCHW, drawn exactly as host-cpu's `generate`
+/// draws them (same initial noise and masks for the same seed): the fixed-mask sampler, or
+/// reconstruction guidance with `opts.guidance = Some((K, w))`.
 pub fn generate(
     ops: &CudaOps,
     params: &ParamStore,
@@ -152,12 +177,6 @@ pub fn generate(
     opts: &SampleOptions,
     mut progress: impl FnMut(StepInfo),
 ) -> Result<Vec<f32>, InferError> {
-    if opts.guidance.is_some() {
-        return Err(InferError::Other(
-            "reconstruction guidance is not available on the CUDA backend; use --backend cpu"
-                .into(),
-        ));
-    }
     let plan = NetPlan::new(&cfg.unet).map_err(InferError::Other)?;
     let u = &cfg.unet;
     let shape = Shape {
@@ -172,26 +191,63 @@ pub fn generate(
     let mut x0 = vec![0.0f32; shape.len()];
     rng.fill_normal(&mut x0);
     x0.iter_mut().for_each(|v| *v *= schedule.sigma_max());
-    let masks = draw_sampler_masks(cfg, opts.n, &mut rng).map_err(InferError::Other)?;
     let gpu = &ops.gpu;
     let mut x = CudaTensor::from_host(gpu, shape, &x0)?;
-    let mask = CudaTensor::from_host(gpu, shape, masks.as_slice().expect("standard layout"))?;
-    let mut scratch = [
-        CudaTensor::zeros(gpu, shape)?,
-        CudaTensor::zeros(gpu, shape)?,
-        CudaTensor::zeros(gpu, shape)?,
-    ];
     let mut den = CudaDenoiser::new(ops, &plan, params)?;
-    sample_fixed_mask(
-        &mut den,
-        &mut x,
-        &mask,
-        &schedule,
-        opts.heun,
-        &mut scratch,
-        &mut progress,
-    )
-    .map_err(|e| core(&mut den, e))?;
+    let upload_mask = |rng: &mut AmbientRng| -> Result<CudaTensor, InferError> {
+        let m = draw_sampler_masks(cfg, opts.n, rng).map_err(InferError::Other)?;
+        Ok(CudaTensor::from_host(
+            gpu,
+            shape,
+            m.as_slice().expect("standard layout"),
+        )?)
+    };
+    let z = || CudaTensor::zeros(gpu, shape);
+    match opts.guidance {
+        None => {
+            let mask = upload_mask(&mut rng)?;
+            let mut scratch = [z()?, z()?, z()?];
+            sample_fixed_mask(
+                &mut den,
+                &mut x,
+                &mask,
+                &schedule,
+                opts.heun,
+                &mut scratch,
+                &mut progress,
+            )
+            .map_err(|e| core(&mut den, e))?;
+        }
+        Some((k, weight)) => {
+            if k == 0 {
+                return Err(InferError::Other(
+                    "reconstruction guidance needs K >= 1 masks".into(),
+                ));
+            }
+            let masks = (0..k)
+                .map(|_| upload_mask(&mut rng))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut scratch = [z()?, z()?, z()?, z()?, z()?, z()?];
+            for (step, sigma, sigma_next) in schedule.pairs() {
+                reconstruction_guidance_step(
+                    &mut den,
+                    &mut x,
+                    &masks,
+                    sigma,
+                    sigma_next,
+                    weight,
+                    &mut scratch,
+                )
+                .map_err(|e| core(&mut den, e))?;
+                progress(StepInfo {
+                    step,
+                    steps: schedule.steps(),
+                    sigma,
+                    sigma_next,
+                });
+            }
+        }
+    }
     Ok(x.to_host()?)
 }
 

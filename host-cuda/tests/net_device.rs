@@ -199,8 +199,8 @@ fn perturbed_init(seed: u64) -> ParamStore {
 }
 
 /// Restoration (one network call) agrees with host-cpu's to the network's rounding (1e-4);
-/// the fixed-mask sampler (8 calls, each a convex step towards D) to 1e-3: each call adds
-/// ~1e-5 and a step's contraction does not amplify it.
+/// the fixed-mask sampler (8 calls, each a convex step towards D) and reconstruction guidance
+/// (4 steps) to 1e-3: each call adds ~1e-5 and a step's contraction does not amplify it.
 #[test]
 fn cuda_restoration_and_fixed_mask_sampler_match_host_cpu() {
     let Some(ops) = cuda_or_skip("cuda_restoration_and_fixed_mask_sampler_match_host_cpu") else {

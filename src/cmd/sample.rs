@@ -43,7 +43,7 @@ pub struct Args {
     pub rho: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Where the network runs: cpu, or cuda (fixed-mask sampler only; needs `--features cuda`).
+    /// Where the network runs: cpu, or cuda (an NVIDIA GPU; needs a build with `--features cuda`).
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub backend: Backend,
 }
