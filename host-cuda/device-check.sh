@@ -40,7 +40,7 @@ status=0
     run() { echo "+ ambient $*"; "$cli" "$@" || { echo "FAIL: ambient $1"; status=1; }; }
     run corrupt --input data/mnist/train-images-idx3-ubyte.gz --p 0.8 --seed 1 --limit 4096 --out "$work/train"
     run corrupt --input data/mnist/t10k-images-idx3-ubyte.gz --p 0.8 --seed 1 --limit 500 --out "$work/test"
-    run train --data "$work/train" --out "$work/run" --steps 300 --batch 256 --preview 0 --backend cuda
+    run train --data "$work/train" --out "$work/run" --steps 200 --batch 256 --preview 0 --backend cuda
     tail -n 3 "$work/run/train_log.csv"
     for b in cuda cpu; do
       run restore --weights models/ambient-mnist-p0.8.safetensors --data "$work/test" --out "$work/restore-$b" \

@@ -267,7 +267,7 @@ fn cuda_restoration_and_fixed_mask_sampler_match_host_cpu() {
 /// Training throughput at batch 256 of the spec configuration, inference throughput, device
 /// memory, and no leak over the steps: the device's free memory and this backend's allocated
 /// bytes are the same after the last step as after the warm-up (the buffer pool reaches its
-/// steady state in the first step). Runs 1000 steps or 200 s, whichever comes first
+/// steady state in the first step). Runs 1000 steps or 150 s, whichever comes first
 /// (AMBIENT_BENCH_STEPS overrides the count), and says which.
 #[test]
 #[ignore]
@@ -293,7 +293,7 @@ fn bench_batch256_training_memory_and_leak() {
     let t = std::time::Instant::now();
     let mut done = 0;
     let mut last_loss = 0.0;
-    while done < steps && t.elapsed().as_secs_f64() < 200.0 {
+    while done < steps && t.elapsed().as_secs_f64() < 150.0 {
         last_loss = dev.train_step(&data).unwrap().loss;
         done += 1;
         if done % 50 == 0 {
@@ -308,7 +308,7 @@ fn bench_batch256_training_memory_and_leak() {
         "BENCH cuda train batch 256 (spec config): {done} steps in {secs:.1} s = {:.0} images/s ({:.1} ms/step), last loss {last_loss:.4}{}",
         256.0 * done as f64 / secs,
         1e3 * secs / done as f64,
-        if done < steps { format!(" (stopped at the 200 s cap, {steps} asked)") } else { String::new() }
+        if done < steps { format!(" (stopped at the 150 s cap, {steps} asked)") } else { String::new() }
     );
     println!(
         "BENCH cuda memory: device {:.1} GiB total, in use at the peak sample {:.2} GiB; this backend's buffers {:.2} GiB after warm-up, {:.2} GiB after {done} more steps; free {:.3} -> {:.3} GiB",
