@@ -3,7 +3,8 @@
 # against the link-time driver stub, copies them to target/cuda-check/bin (debug info stripped,
 # to stay small enough to carry), and, where NVRTC is available here (AMBIENT_NVRTC), compiles
 # the kernels' PTX for the compute capabilities in $ARCHS (default "90 80": H100/H200, A100)
-# into target/cuda-check/ptx, so that the GPU machine needs no NVRTC of its own.
+# into target/cuda-check/ptx, so that the GPU machine needs no NVRTC of its own; and the
+# `ambient` command built with --features cuda (target/cuda-check/cli).
 # Then, on the GPU machine, with target/cuda-check carried: host-cuda/device-check.sh.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -25,6 +26,11 @@ mkdir -p "$out/bin" "$out/ptx"
 for b in $bins; do
   strip --strip-debug -o "$out/bin/$(basename "$b")" "$b"
 done
+
+# The command line with --backend cuda, for the end-to-end part of the check.
+cargo build -q --release --features cuda
+mkdir -p "$out/cli"
+strip -o "$out/cli/ambient" target/release/ambient
 
 if [ -n "${AMBIENT_NVRTC:-}" ]; then
   AMBIENT_PTX_CACHE="$out/ptx" cargo run -q -p ambient-cuda --features cuda --example precompile_ptx -- ${ARCHS:-90 80}

@@ -2,6 +2,7 @@
 //! cache (`AMBIENT_PTX_CACHE`, see ptx_cache.rs), so that a GPU machine without NVRTC can run
 //! them: used by prepare-device-check.sh. Needs NVRTC here (`AMBIENT_NVRTC`), no GPU.
 
+use ambient_cuda::cuda_ops::{module_ptx, NET_MODULES};
 use ambient_cuda::device::elementwise_ptx;
 use ambient_cuda::ptx_cache::PtxCache;
 use ambient_cuda::ComputeCapability;
@@ -20,16 +21,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             major: v / 10,
             minor: v % 10,
         };
-        let ptx = elementwise_ptx(&cache, cc)?;
-        let version = ptx
-            .lines()
-            .find(|l| l.starts_with(".version"))
-            .unwrap_or("?");
-        println!(
-            "compute_{a}: {} bytes of PTX ({version}) in {}",
-            ptx.len(),
-            cache.dir().display()
-        );
+        let mut sizes = vec![("elementwise", elementwise_ptx(&cache, cc)?)];
+        for (name, src) in NET_MODULES {
+            sizes.push((name, module_ptx(&cache, name, src, cc)?));
+        }
+        for (name, ptx) in sizes {
+            let version = ptx
+                .lines()
+                .find(|l| l.starts_with(".version"))
+                .unwrap_or("?");
+            println!(
+                "compute_{a} {name}: {} bytes of PTX ({version}) in {}",
+                ptx.len(),
+                cache.dir().display()
+            );
+        }
     }
     Ok(())
 }

@@ -73,6 +73,15 @@ impl CudaTensor {
         &self.gpu
     }
 
+    /// The device buffer (`None` for an empty tensor).
+    pub(crate) fn buffer(&self) -> Option<&DeviceBuffer<f32>> {
+        self.buf.as_ref()
+    }
+
+    pub(crate) fn buffer_mut(&mut self) -> Option<&mut DeviceBuffer<f32>> {
+        self.buf.as_mut()
+    }
+
     /// Runs `op` on the buffer unless the tensor is empty, keeping its error in the Gpu.
     fn run(&mut self, op: impl FnOnce(&Gpu, &mut DeviceBuffer<f32>) -> Result<()>) {
         if let Some(buf) = &mut self.buf {

@@ -109,3 +109,76 @@ fn a_device_newer_than_nvrtc_gets_the_newest_ptx_it_knows() {
     let target = format!(".target sm_{}{}", newest.major, newest.minor);
     assert!(ptx.contains(&target), "expected {target} in\n{ptx}");
 }
+
+/// The network's kernels and their entry points, by module.
+const NET_KERNELS: [(&str, &[&str]); 5] = [
+    ("gemm", &["sgemm", "sum_slices"]),
+    (
+        "conv",
+        &["im2col", "col2im", "gated_forward", "gated_backward"],
+    ),
+    ("norm", &["group_norm_forward", "group_norm_backward"]),
+    (
+        "layers",
+        &[
+            "copy_rows",
+            "sum_planes",
+            "add_column_sums",
+            "avg_pool",
+            "avg_pool_backward",
+            "upsample",
+            "upsample_backward",
+            "add_row_bias",
+            "add_per_plane",
+            "silu",
+            "silu_backward",
+        ],
+    ),
+    (
+        "train",
+        &[
+            "network_input",
+            "precondition",
+            "output_scale_mul",
+            "weighted_residual",
+            "adam",
+        ],
+    ),
+];
+
+/// Every network module compiles for Ampere (8.0) and Hopper (9.0) and holds its entry
+/// points. The SGEMM has f32 fused multiply-adds (explicit __fmaf_rn, as RefOps' mul_add);
+/// the loss / preconditioning / Adam module has none (it must round each product and sum as
+/// the CPU trainer does). conv, norm and layers are not checked: CUDA's own expf (in their
+/// sigmoids) is written with FMAs.
+#[test]
+fn network_kernels_compile_for_sm80_and_sm90() {
+    let Some(nvrtc) = nvrtc_or_skip("network_kernels_compile_for_sm80_and_sm90") else {
+        return;
+    };
+    assert_eq!(
+        ambient_cuda::cuda_ops::NET_MODULES.map(|(n, _)| n),
+        NET_KERNELS.map(|(n, _)| n)
+    );
+    for (major, minor) in [(8, 0), (9, 0)] {
+        let cc = ComputeCapability { major, minor };
+        for ((name, src), (_, kernels)) in
+            ambient_cuda::cuda_ops::NET_MODULES.iter().zip(NET_KERNELS)
+        {
+            let ptx = nvrtc.compile(src, &format!("{name}.cu"), cc).unwrap();
+            assert!(ptx.contains(&format!(".target sm_{major}{minor}")));
+            for k in kernels {
+                assert!(
+                    ptx.contains(&format!(".entry {k}(")),
+                    "{k} missing in {name} for sm_{major}{minor}"
+                );
+            }
+            let fma = ptx.contains("fma.rn.f32");
+            match *name {
+                "gemm" => assert!(fma, "no FMA in the SGEMM for sm_{major}{minor}"),
+                "train" => assert!(!fma, "an FMA in train.cu for sm_{major}{minor}"),
+                _ => {}
+            }
+        }
+    }
+}

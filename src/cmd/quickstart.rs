@@ -80,6 +80,7 @@ pub fn run(a: Args) -> Result<()> {
         checkpoint_every: 100,
         resume: true,
         preview: 0,
+        backend: train::Backend::Cpu,
     })?;
     restore::run(restore::Args {
         weights: Some(weights.clone()),
@@ -90,6 +91,7 @@ pub fn run(a: Args) -> Result<()> {
         holdout: 128,
         clean: Some(test_images),
         batch: 64,
+        backend: train::Backend::Cpu,
     })?;
     sample::run(sample::Args {
         weights,
@@ -103,6 +105,7 @@ pub fn run(a: Args) -> Result<()> {
         sigma_max: 80.0,
         rho: 7.0,
         seed: a.seed,
+        backend: train::Backend::Cpu,
     })?;
     eprintln!(
         "done: see {}/restore/pairs.png (measurement | restoration) and {}/samples/samples.png",

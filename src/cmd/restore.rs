@@ -43,6 +43,10 @@ pub struct Args {
     pub clean: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Where the restorations run: cpu, or cuda (needs `--features cuda`; `--sigma auto` is
+    /// still chosen on the CPU).
+    #[arg(long, value_enum, default_value_t = crate::cmd::train::Backend::Cpu)]
+    pub backend: crate::cmd::train::Backend,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -68,6 +72,7 @@ pub fn run(a: Args) -> Result<()> {
         .weights
         .as_ref()
         .expect("clap requires --weights without --int8");
+    let cuda = open_backend(a.backend)?;
     let (cfg, params) = load_weights(weights)?;
     let net = UNet::new(&cfg.unet).map_err(|e| anyhow!("{}: {e}", weights.display()))?;
     let ds = a.input.load()?;
@@ -104,19 +109,38 @@ pub fn run(a: Args) -> Result<()> {
         .with_context(|| format!("{}: cannot create", a.out.display()))?;
     let dims = (ds.n, ds.c, ds.h, ds.w);
     let pb = progress::bar(ds.n as u64, "restore");
-    let r = restore_measurements(
-        &net,
-        &params,
-        dims,
-        &ds.measurements,
-        &ds.masks,
-        sigma,
-        a.batch,
-        |d| pb.set_position(d as u64),
-    )
+    let done = |d: usize| pb.set_position(d as u64);
+    let (y, m) = (&ds.measurements, &ds.masks);
+    let r = match cuda.as_ref() {
+        None => restore_measurements(&net, &params, dims, y, m, sigma, a.batch, done),
+        #[cfg(feature = "cuda")]
+        Some(ops) => ambient_cuda::infer::restore_measurements(
+            ops, &params, &cfg, dims, y, m, sigma, a.batch, done,
+        )
+        .map_err(|e| e.to_string()),
+        #[cfg(not(feature = "cuda"))]
+        Some(never) => match *never {},
+    }
     .map_err(|e| anyhow!("{}: {e}", a.input.data.display()))?;
     pb.finish();
     finish(&a, &ds, sigma, &r)
+}
+
+/// The GPU for `--backend cuda` (opened first, so that a machine without one fails at once).
+#[cfg(feature = "cuda")]
+fn open_backend(b: crate::cmd::train::Backend) -> Result<Option<ambient_cuda::cuda_ops::CudaOps>> {
+    match b {
+        crate::cmd::train::Backend::Cpu => Ok(None),
+        crate::cmd::train::Backend::Cuda => crate::cmd::train::open_cuda().map(Some),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_backend(b: crate::cmd::train::Backend) -> Result<Option<std::convert::Infallible>> {
+    match b {
+        crate::cmd::train::Backend::Cpu => Ok(None),
+        crate::cmd::train::Backend::Cuda => bail!(crate::cmd::train::NO_CUDA_BUILD),
+    }
 }
 
 /// Writes restorations.npy and pairs.png, and reports PSNR if clean images are given.

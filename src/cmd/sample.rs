@@ -10,6 +10,7 @@ use ambient_cpu::sample::{generate, SampleOptions};
 use ambient_cpu::unet::UNet;
 use anyhow::{anyhow, Context, Result};
 
+use crate::cmd::train::Backend;
 use crate::progress;
 
 #[derive(clap::Args)]
@@ -42,6 +43,9 @@ pub struct Args {
     pub rho: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Where the network runs: cpu, or cuda (an NVIDIA GPU; needs a build with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub backend: Backend,
 }
 
 /// The options `train` uses for its preview grid.
@@ -58,8 +62,19 @@ pub fn quick_options(n: usize, seed: u64) -> SampleOptions {
     }
 }
 
-/// Samples with `opts` from `weights` into a PNG grid (and a `.npy` if asked).
+/// Samples with `opts` from `weights` into a PNG grid (and a `.npy` if asked), on the CPU.
 pub fn sample_to(
+    weights: &Path,
+    opts: &SampleOptions,
+    png: &Path,
+    npy: Option<&Path>,
+) -> Result<()> {
+    sample_on(Backend::Cpu, weights, opts, png, npy)
+}
+
+/// [`sample_to`] on `backend`.
+pub fn sample_on(
+    backend: Backend,
     weights: &Path,
     opts: &SampleOptions,
     png: &Path,
@@ -68,13 +83,24 @@ pub fn sample_to(
     let (cfg, params) = load_weights(weights)?;
     let net = UNet::new(&cfg.unet).map_err(|e| anyhow!("{}: {e}", weights.display()))?;
     let pb = progress::bar(opts.steps as u64, "sample");
-    let x = generate(&net, &params, &cfg, opts, |s| {
-        pb.set_position(s.step as u64 + 1)
-    })
-    .map_err(|e| anyhow!("{}: {e}", weights.display()))?;
+    let step = |s: ambient_core::sampler::StepInfo| pb.set_position(s.step as u64 + 1);
+    let u = &cfg.unet;
+    let dims = (opts.n, u.img_channels, u.img_resolution, u.img_resolution);
+    let x = match backend {
+        Backend::Cpu => generate(&net, &params, &cfg, opts, step)
+            .map(|x| x.into_raw_vec_and_offset().0)
+            .map_err(|e| anyhow!("{}: {e}", weights.display()))?,
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => {
+            let ops = crate::cmd::train::open_cuda()?;
+            ambient_cuda::infer::generate(&ops, &params, &cfg, opts, step)
+                .map_err(|e| anyhow!("{}: {e}", weights.display()))?
+        }
+        #[cfg(not(feature = "cuda"))]
+        Backend::Cuda => anyhow::bail!(crate::cmd::train::NO_CUDA_BUILD),
+    };
     pb.finish();
-    let dims = x.dim();
-    let data = x.as_slice().context("sample layout")?;
+    let data = &x[..];
     let cols = (opts.n as f64).sqrt().ceil() as usize;
     render_grid(png, dims, data, cols.max(1))?
         .upscale(3)
@@ -99,7 +125,8 @@ pub fn run(a: Args) -> Result<()> {
         guidance: a.guidance.map(|k| (k, a.w)),
         seed: a.seed,
     };
-    sample_to(
+    sample_on(
+        a.backend,
         &a.weights,
         &opts,
         &a.out.join("samples.png"),

@@ -9,7 +9,7 @@ use ambient_cpu::config::{CorruptionMeta, ModelConfig, UNetConfig, PRECOND};
 use ambient_cpu::io::atomic::write_bytes_atomic;
 use ambient_cpu::io::dataset::CorruptedDataset;
 use ambient_cpu::io::weights::save_weights;
-use ambient_cpu::train::{Further, Mode, TrainOptions, Trainer};
+use ambient_cpu::train::{Further, Mode, StepStats, TrainOptions, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::progress;
@@ -68,6 +68,73 @@ pub struct Args {
     /// Images in the preview sample grid written at the end (0 = none).
     #[arg(long, default_value_t = 64)]
     pub preview: usize,
+    /// Where the network runs: cpu, or cuda (an NVIDIA GPU; needs a build with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub backend: Backend,
+}
+
+/// Where the network runs (`--backend`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+/// The message for `--backend cuda` in a build without the feature.
+#[cfg(not(feature = "cuda"))]
+pub const NO_CUDA_BUILD: &str = "--backend cuda: this ambient was built without CUDA support; rebuild it with `cargo build --release --features cuda`";
+
+/// The GPU (device 0 with the network's kernels), or one clear error.
+#[cfg(feature = "cuda")]
+pub fn open_cuda() -> Result<ambient_cuda::cuda_ops::CudaOps> {
+    ambient_cuda::cuda_ops::open_default().map_err(|e| anyhow!("--backend cuda: {e}"))
+}
+
+/// Takes the training steps: host-cpu's trainer itself, or the device trainer holding its state.
+enum Stepper {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(Box<ambient_cuda::train::DeviceTrainer<ambient_cuda::cuda_ops::CudaOps>>),
+}
+
+impl Stepper {
+    fn new(backend: Backend, trainer: &Trainer) -> Result<Stepper> {
+        match backend {
+            Backend::Cpu => Ok(Stepper::Cpu),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => {
+                let dev = ambient_cuda::train::DeviceTrainer::from_cpu(open_cuda()?, trainer)?;
+                Ok(Stepper::Cuda(Box::new(dev)))
+            }
+            #[cfg(not(feature = "cuda"))]
+            Backend::Cuda => {
+                let _ = trainer;
+                bail!(NO_CUDA_BUILD)
+            }
+        }
+    }
+
+    fn step(&mut self, trainer: &mut Trainer, ds: &CorruptedDataset) -> Result<StepStats, String> {
+        match self {
+            Stepper::Cpu => trainer.train_step(ds),
+            #[cfg(feature = "cuda")]
+            Stepper::Cuda(dev) => {
+                let s = dev.train_step(ds).map_err(|e| e.to_string())?;
+                trainer.step = s.step;
+                Ok(s)
+            }
+        }
+    }
+
+    /// Brings the device's state into `trainer` (before a checkpoint).
+    fn store(&self, _trainer: &mut Trainer) -> Result<()> {
+        match self {
+            Stepper::Cpu => Ok(()),
+            #[cfg(feature = "cuda")]
+            Stepper::Cuda(dev) => Ok(dev.store_into(_trainer)?),
+        }
+    }
 }
 
 fn further_for(a: &Args, ds: &CorruptedDataset) -> Result<(String, Further, Option<usize>)> {
@@ -178,6 +245,7 @@ pub fn train(a: Args) -> Result<PathBuf> {
         Trainer::new(requested.unet, requested.corruption, opts).map_err(|e| anyhow!("{e}"))?
     };
     trainer.check_data(&ds, &a.input.data)?;
+    let mut stepper = Stepper::new(a.backend, &trainer)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot create the run directory", a.out.display()))?;
     let log_path = a.out.join(LOG_FILE);
@@ -189,8 +257,8 @@ pub fn train(a: Args) -> Result<PathBuf> {
     let start_step = trainer.step;
     let mut recent = Vec::new();
     while trainer.step < total {
-        let s = trainer
-            .train_step(&ds)
+        let s = stepper
+            .step(&mut trainer, &ds)
             .map_err(|e| anyhow!("{}: {e}", a.input.data.display()))?;
         recent.push(s.loss);
         writeln!(
@@ -222,6 +290,7 @@ pub fn train(a: Args) -> Result<PathBuf> {
         pb.set_position(s.step);
         if s.step % a.checkpoint_every.max(1) == 0 || s.step == total {
             log.flush().ok();
+            stepper.store(&mut trainer)?;
             trainer.save_checkpoint(&ck_path)?;
             save_weights(&a.out.join(WEIGHTS_FILE), &trainer.config, &trainer.ema)?;
         }

@@ -162,6 +162,7 @@ pub fn trained(t: &mut Timings, l: &Layout, plan: &Plan, m: &ModelSpec) -> Resul
         checkpoint_every: plan.checkpoint_every,
         resume: true,
         preview: 0,
+        backend: train::Backend::Cpu,
     })?;
     t.add(&format!("train/{key}"), t0.elapsed().as_secs_f64())?;
     Ok(weights)

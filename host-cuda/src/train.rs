@@ -1,0 +1,245 @@
+//! Training on the device (spec "Training objective"): the state of a host-cpu `Trainer`
+//! (weights, EMA, Adam moments, RNG, step, options) moved into device buffers, and the same
+//! step: draw the batch on the host with the same RNG calls (so the same images, masks A~,
+//! sigmas and noise as the CPU run), `D(A~ (x0 + s eta), A~, s)`, the ambient loss over every
+//! pixel A kept and its gradient, the backward pass, global-norm clipping, Adam and the EMA,
+//! all as [`Ops`] primitives. [`DeviceTrainer::store_into`] brings the state back into the
+//! host-cpu `Trainer`, whose checkpoints and weight files it then writes.
+
+use crate::denoise::{denoise, denoise_backward};
+use crate::net::{Net, NetPlan};
+use crate::ops::{AdamStep, Ops, OpsError};
+use ambient_core::corruption::{BoxInpainting, Corruption, RandomInpainting};
+use ambient_core::sigma::LogNormalSigma;
+use ambient_core::AmbientRng;
+use ambient_cpu::io::dataset::CorruptedDataset;
+use ambient_cpu::params::ParamStore;
+use ambient_cpu::train::{Further, Mode, StepStats, TrainOptions, Trainer};
+
+/// A training run whose tensors live in `O`'s buffers (dropped before `ops`, declared last).
+pub struct DeviceTrainer<O: Ops> {
+    pub plan: NetPlan,
+    pub opts: TrainOptions,
+    pub rng: AmbientRng,
+    pub step: u64,
+    /// Adam's step count.
+    pub t: u64,
+    pub weights: O::Buf,
+    pub ema: O::Buf,
+    m: O::Buf,
+    v: O::Buf,
+    grads: O::Buf,
+    pub ops: O,
+}
+
+fn flatten(p: &ParamStore) -> Vec<f32> {
+    p.params
+        .iter()
+        .flat_map(|t| t.data.iter().copied())
+        .collect()
+}
+
+fn unflatten(into: &mut ParamStore, flat: &[f32]) {
+    let mut off = 0;
+    for t in into.params.iter_mut() {
+        let len = t.data.len();
+        t.data.copy_from_slice(&flat[off..off + len]);
+        off += len;
+    }
+}
+
+impl<O: Ops> DeviceTrainer<O> {
+    /// Takes over the state of `cpu` (fresh or resumed).
+    pub fn from_cpu(ops: O, cpu: &Trainer) -> Result<Self, OpsError> {
+        let plan = NetPlan::new(&cpu.config.unet).map_err(OpsError::Invalid)?;
+        let up = |p: &ParamStore| ops.upload(&flatten(p));
+        let (weights, ema, m, v) = (
+            up(&cpu.weights)?,
+            up(&cpu.ema)?,
+            up(&cpu.adam.m)?,
+            up(&cpu.adam.v)?,
+        );
+        let grads = ops.zeros(plan.total)?;
+        Ok(DeviceTrainer {
+            ops,
+            opts: cpu.opts.clone(),
+            rng: cpu.rng.clone(),
+            step: cpu.step,
+            t: cpu.adam.t,
+            weights,
+            ema,
+            m,
+            v,
+            grads,
+            plan,
+        })
+    }
+
+    /// Writes the state back into `cpu` (to save a checkpoint or weights with host-cpu).
+    pub fn store_into(&self, cpu: &mut Trainer) -> Result<(), OpsError> {
+        unflatten(&mut cpu.weights, &self.ops.download(&self.weights)?);
+        unflatten(&mut cpu.ema, &self.ops.download(&self.ema)?);
+        unflatten(&mut cpu.adam.m, &self.ops.download(&self.m)?);
+        unflatten(&mut cpu.adam.v, &self.ops.download(&self.v)?);
+        cpu.adam.t = self.t;
+        cpu.rng = self.rng.clone();
+        cpu.step = self.step;
+        Ok(())
+    }
+
+    /// One training step on a batch drawn from `data` (checked with host-cpu's
+    /// `Trainer::check_data`).
+    pub fn train_step(&mut self, data: &CorruptedDataset) -> Result<StepStats, OpsError> {
+        let o = &self.ops;
+        let b = draw_batch(&mut self.rng, &self.opts, data, self.step)?;
+        let (n, h, w) = (self.opts.batch, data.h, data.w);
+        let chw = data.image_len();
+        let sd = self.plan.cfg.sigma_data;
+        let (x, a, at, y) = (
+            o.upload(&b.x_meas)?,
+            o.upload(&b.a)?,
+            o.upload(&b.a_tilde)?,
+            o.upload(&b.y)?,
+        );
+        let net = Net::new(o, &self.plan);
+        let (d, tape) = denoise(&net, &self.weights, &y, &at, &b.sigmas, h, w)?;
+        let (mut grad, mut resid) = (o.zeros(n * chw)?, o.zeros(n * chw)?);
+        o.weighted_residual(
+            &d,
+            &x,
+            &a,
+            &at,
+            &tape.coefs,
+            sd,
+            n,
+            chw,
+            &mut grad,
+            &mut resid,
+        )?;
+        let loss = (o.dot(&grad, &resid)? / n as f64) as f32;
+        if !loss.is_finite() {
+            return Err(OpsError::NonFinite("loss value"));
+        }
+        o.scale(&mut grad, 2.0 / n as f32)?;
+        o.fill(&mut self.grads, 0.0)?;
+        denoise_backward(&net, &self.weights, tape, &at, &grad, &mut self.grads)?;
+        let grad_norm = o.dot(&self.grads, &self.grads)?.sqrt();
+        if !grad_norm.is_finite() {
+            return Err(OpsError::NonFinite("gradient; the step was skipped"));
+        }
+        let adam = &self.opts.adam;
+        let clip = match adam.max_grad_norm {
+            Some(c) if grad_norm > c as f64 => (c as f64 / grad_norm) as f32,
+            _ => 1.0,
+        };
+        self.t += 1;
+        let lr = adam.learning_rate(self.t);
+        let step = AdamStep {
+            clip,
+            lr,
+            beta1: adam.beta1,
+            beta2: adam.beta2,
+            eps: adam.eps,
+            bc1: (1.0 - (adam.beta1 as f64).powf(self.t as f64)) as f32,
+            bc2: (1.0 - (adam.beta2 as f64).powf(self.t as f64)) as f32,
+        };
+        o.adam(
+            &mut self.weights,
+            &mut self.grads,
+            &mut self.m,
+            &mut self.v,
+            &step,
+        )?;
+        let beta = self.opts.ema.beta(n, self.step * n as u64);
+        o.axpby(
+            &mut self.ema,
+            (1.0 - beta) as f32,
+            &self.weights,
+            beta as f32,
+        )?;
+        self.step += 1;
+        Ok(StepStats {
+            step: self.step,
+            loss,
+            grad_norm,
+            lr,
+        })
+    }
+}
+
+/// One training batch on the host: measurements `A x0`, masks `A` and `A~`, sigmas, and the
+/// model input `y = A~ (x0 + s eta)`, NCHW.
+struct Batch {
+    x_meas: Vec<f32>,
+    a: Vec<f32>,
+    a_tilde: Vec<f32>,
+    sigmas: Vec<f32>,
+    y: Vec<f32>,
+}
+
+/// host-cpu's batch drawing (train.rs, private there), call for call: image indices, further
+/// corruptions, sigmas, then noise, from the same generator. Clean mode uses `A = A~ = 1`
+/// (the dataset is fully observed), whose loss weight `1/s^2 + 1/sd^2` equals EDM's
+/// `lambda(s)` up to rounding.
+fn draw_batch(
+    rng: &mut AmbientRng,
+    opts: &TrainOptions,
+    data: &CorruptedDataset,
+    step: u64,
+) -> Result<Batch, OpsError> {
+    let bad = |e: String| OpsError::Invalid(format!("step {}: {e}", step + 1));
+    let b = opts.batch;
+    let (c, h, w) = (data.c, data.h, data.w);
+    let (chw, hw) = (data.image_len(), h * w);
+    let mut x_meas = vec![0.0f32; b * chw];
+    let mut a = vec![0.0f32; b * chw];
+    let mut a_tilde = vec![0.0f32; b * chw];
+    let mut pixel_at = vec![0.0f32; hw];
+    for i in 0..b {
+        let idx = rng.below(data.n as u32) as usize;
+        let (meas, mask) = data.image(idx);
+        let range = i * chw..(i + 1) * chw;
+        for ((x, m), (&v, &k)) in x_meas[range.clone()]
+            .iter_mut()
+            .zip(a[range.clone()].iter_mut())
+            .zip(meas.iter().zip(mask))
+        {
+            *m = k;
+            *x = if k != 0.0 { v } else { 0.0 };
+        }
+        let pixel_a = &a[range.start..range.start + hw];
+        match opts.mode {
+            Mode::Ambient => {
+                let r = match opts.further {
+                    Further::Random { delta } => RandomInpainting::new(1, h, w, 0.0, delta)
+                        .and_then(|op| op.further_corrupt(pixel_a, rng, &mut pixel_at)),
+                    Further::Box { side } => BoxInpainting::new(1, h, w, side)
+                        .and_then(|op| op.further_corrupt(pixel_a, rng, &mut pixel_at)),
+                };
+                r.map_err(|e| bad(format!("further corruption: {e}")))?;
+            }
+            Mode::Naive | Mode::Clean => pixel_at.copy_from_slice(pixel_a),
+        }
+        ambient_core::corruption::expand_pixel_mask(c, &pixel_at, &mut a_tilde[range])
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    let mut sigmas = vec![0.0f32; b];
+    LogNormalSigma::new(opts.p_mean, opts.p_std)
+        .map_err(|e| bad(e.to_string()))?
+        .fill(rng, &mut sigmas);
+    let mut eta = vec![0.0f32; b * chw];
+    rng.fill_normal(&mut eta);
+    let mut y = vec![0.0f32; b * chw];
+    for (i, &s) in sigmas.iter().enumerate() {
+        for k in i * chw..(i + 1) * chw {
+            y[k] = a_tilde[k] * (x_meas[k] + s * eta[k]);
+        }
+    }
+    Ok(Batch {
+        x_meas,
+        a,
+        a_tilde,
+        sigmas,
+        y,
+    })
+}
