@@ -13,22 +13,9 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F_
 
 sys.path.insert(0, os.path.dirname(__file__))
 from torch_ref import AmbientUNet, ambient_loss  # noqa: E402
-
-
-class DeviceUNet(AmbientUNet):
-    """torch_ref's network with its frequencies on the input's device (torch_ref makes them on
-    the CPU, which a CUDA c_noise cannot be multiplied with)."""
-
-    def embedding(self, c_noise):
-        half = self.ch // 2
-        f = torch.pow(10000.0, -torch.arange(half, dtype=torch.float32, device=c_noise.device) / half)
-        a = c_noise[:, None] * f[None, :]
-        pos = torch.cat([torch.cos(a), torch.sin(a)], dim=1)
-        return F_.silu(self.emb.fc2(F_.silu(self.emb.fc1(pos))))
 
 
 def main():
@@ -41,7 +28,7 @@ def main():
     dev = torch.device("cuda:0")
     torch.manual_seed(0)
     batch = 256
-    model = DeviceUNet(img_channels=1, ch=32, mult=(1, 2, 2), blocks=1, groups=8).to(dev)
+    model = AmbientUNet(img_channels=1, ch=32, mult=(1, 2, 2), blocks=1, groups=8).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x0 = torch.rand(batch, 1, 28, 28, device=dev) * 2 - 1
     a = (torch.rand(batch, 1, 28, 28, device=dev) > 0.5).float()

@@ -82,7 +82,7 @@ class AmbientUNet(nn.Module):
 
     def embedding(self, c_noise):
         half = self.ch // 2
-        f = torch.pow(10000.0, -torch.arange(half, dtype=torch.float32) / half)
+        f = torch.pow(10000.0, -torch.arange(half, dtype=torch.float32, device=c_noise.device) / half)
         a = c_noise[:, None] * f[None, :]
         pos = torch.cat([torch.cos(a), torch.sin(a)], dim=1)
         return F_.silu(self.emb.fc2(F_.silu(self.emb.fc1(pos))))

@@ -302,18 +302,22 @@ impl Trainer {
 
 /// One training batch: measurements `A x0`, masks `A` and `A~`, sigmas, and the model input
 /// `y = A~ (x0 + s eta)`.
-struct Batch {
-    x_meas: Array4<f32>,
-    a: Array4<f32>,
-    a_tilde: Array4<f32>,
-    sigmas: Vec<f32>,
-    y: Array4<f32>,
+/// One training batch (NCHW): the measurements `A x0` (0 where A erased), the masks `A` and
+/// `A~`, the per-image sigmas and the network input `y = A~ (x0 + s eta)`. Every backend
+/// trains on these, so a seed gives the same batches on every host.
+pub struct Batch {
+    pub x_meas: Array4<f32>,
+    pub a: Array4<f32>,
+    pub a_tilde: Array4<f32>,
+    pub sigmas: Vec<f32>,
+    pub y: Array4<f32>,
 }
 
 /// Draws a batch from `rng`: image indices, further corruptions, sigmas, then noise, in that
 /// order. A measurement is copied only where its mask keeps the pixel (0 elsewhere, whatever
 /// the dataset holds there), so no value at a pixel `A` erased can reach the model or the loss.
-fn draw_batch(
+/// `step` (steps taken so far) only labels errors.
+pub fn draw_batch(
     rng: &mut AmbientRng,
     opts: &TrainOptions,
     data: &CorruptedDataset,

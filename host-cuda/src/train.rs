@@ -9,12 +9,10 @@
 use crate::denoise::{denoise, denoise_backward};
 use crate::net::{Net, NetPlan};
 use crate::ops::{AdamStep, Ops, OpsError};
-use ambient_core::corruption::{BoxInpainting, Corruption, RandomInpainting};
-use ambient_core::sigma::LogNormalSigma;
 use ambient_core::AmbientRng;
 use ambient_cpu::io::dataset::CorruptedDataset;
 use ambient_cpu::params::ParamStore;
-use ambient_cpu::train::{Further, Mode, StepStats, TrainOptions, Trainer};
+use ambient_cpu::train::{draw_batch, StepStats, TrainOptions, Trainer};
 
 /// A training run whose tensors live in `O`'s buffers (dropped before `ops`, declared last).
 pub struct DeviceTrainer<O: Ops> {
@@ -91,15 +89,17 @@ impl<O: Ops> DeviceTrainer<O> {
     /// `Trainer::check_data`).
     pub fn train_step(&mut self, data: &CorruptedDataset) -> Result<StepStats, OpsError> {
         let o = &self.ops;
-        let b = draw_batch(&mut self.rng, &self.opts, data, self.step)?;
+        // host-cpu's batch drawing, call for call, so a seed gives the CPU's batches and masks.
+        let b =
+            draw_batch(&mut self.rng, &self.opts, data, self.step).map_err(OpsError::Invalid)?;
         let (n, h, w) = (self.opts.batch, data.h, data.w);
         let chw = data.image_len();
         let sd = self.plan.cfg.sigma_data;
         let (x, a, at, y) = (
-            o.upload(&b.x_meas)?,
-            o.upload(&b.a)?,
-            o.upload(&b.a_tilde)?,
-            o.upload(&b.y)?,
+            o.upload(b.x_meas.as_slice().expect("standard layout"))?,
+            o.upload(b.a.as_slice().expect("standard layout"))?,
+            o.upload(b.a_tilde.as_slice().expect("standard layout"))?,
+            o.upload(b.y.as_slice().expect("standard layout"))?,
         );
         let net = Net::new(o, &self.plan);
         let (d, tape) = denoise(&net, &self.weights, &y, &at, &b.sigmas, h, w)?;
@@ -165,81 +165,4 @@ impl<O: Ops> DeviceTrainer<O> {
             lr,
         })
     }
-}
-
-/// One training batch on the host: measurements `A x0`, masks `A` and `A~`, sigmas, and the
-/// model input `y = A~ (x0 + s eta)`, NCHW.
-struct Batch {
-    x_meas: Vec<f32>,
-    a: Vec<f32>,
-    a_tilde: Vec<f32>,
-    sigmas: Vec<f32>,
-    y: Vec<f32>,
-}
-
-/// host-cpu's batch drawing (train.rs, private there), call for call: image indices, further
-/// corruptions, sigmas, then noise, from the same generator. Clean mode uses `A = A~ = 1`
-/// (the dataset is fully observed), whose loss weight `1/s^2 + 1/sd^2` equals EDM's
-/// `lambda(s)` up to rounding.
-fn draw_batch(
-    rng: &mut AmbientRng,
-    opts: &TrainOptions,
-    data: &CorruptedDataset,
-    step: u64,
-) -> Result<Batch, OpsError> {
-    let bad = |e: String| OpsError::Invalid(format!("step {}: {e}", step + 1));
-    let b = opts.batch;
-    let (c, h, w) = (data.c, data.h, data.w);
-    let (chw, hw) = (data.image_len(), h * w);
-    let mut x_meas = vec![0.0f32; b * chw];
-    let mut a = vec![0.0f32; b * chw];
-    let mut a_tilde = vec![0.0f32; b * chw];
-    let mut pixel_at = vec![0.0f32; hw];
-    for i in 0..b {
-        let idx = rng.below(data.n as u32) as usize;
-        let (meas, mask) = data.image(idx);
-        let range = i * chw..(i + 1) * chw;
-        for ((x, m), (&v, &k)) in x_meas[range.clone()]
-            .iter_mut()
-            .zip(a[range.clone()].iter_mut())
-            .zip(meas.iter().zip(mask))
-        {
-            *m = k;
-            *x = if k != 0.0 { v } else { 0.0 };
-        }
-        let pixel_a = &a[range.start..range.start + hw];
-        match opts.mode {
-            Mode::Ambient => {
-                let r = match opts.further {
-                    Further::Random { delta } => RandomInpainting::new(1, h, w, 0.0, delta)
-                        .and_then(|op| op.further_corrupt(pixel_a, rng, &mut pixel_at)),
-                    Further::Box { side } => BoxInpainting::new(1, h, w, side)
-                        .and_then(|op| op.further_corrupt(pixel_a, rng, &mut pixel_at)),
-                };
-                r.map_err(|e| bad(format!("further corruption: {e}")))?;
-            }
-            Mode::Naive | Mode::Clean => pixel_at.copy_from_slice(pixel_a),
-        }
-        ambient_core::corruption::expand_pixel_mask(c, &pixel_at, &mut a_tilde[range])
-            .map_err(|e| bad(e.to_string()))?;
-    }
-    let mut sigmas = vec![0.0f32; b];
-    LogNormalSigma::new(opts.p_mean, opts.p_std)
-        .map_err(|e| bad(e.to_string()))?
-        .fill(rng, &mut sigmas);
-    let mut eta = vec![0.0f32; b * chw];
-    rng.fill_normal(&mut eta);
-    let mut y = vec![0.0f32; b * chw];
-    for (i, &s) in sigmas.iter().enumerate() {
-        for k in i * chw..(i + 1) * chw {
-            y[k] = a_tilde[k] * (x_meas[k] + s * eta[k]);
-        }
-    }
-    Ok(Batch {
-        x_meas,
-        a,
-        a_tilde,
-        sigmas,
-        y,
-    })
 }
