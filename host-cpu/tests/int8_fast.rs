@@ -569,11 +569,13 @@ fn norm_kernels_equal_core() {
             };
             let pixels = side * side;
             let mut a = random_i8(&mut rng, pixels * split);
+            let mut b = random_i8(&mut rng, pixels * (channels - split));
             if extreme {
-                // Constant channels: d equals the mean somewhere, the NaN case.
-                a.iter_mut().step_by(split).for_each(|q| *q = 5);
+                // A constant map: d equals the mean everywhere, 0 times an infinite k, the
+                // NaN case, in the AVX2 lanes as well as the scalar tails.
+                a.fill(5);
+                b.fill(5);
             }
-            let b = random_i8(&mut rng, pixels * (channels - split));
             let next_zp = rng.next_u32() as i8 as i32;
             let mut want = vec![0i8; pixels * channels];
             let mut core_scratch = vec![0f32; 2 * channels];
