@@ -54,6 +54,11 @@ fn isas() -> Vec<Isa> {
     if avx2() {
         v.push(Isa::Avx2);
     }
+    if Isa::Avx512Vnni.available() {
+        v.push(Isa::Avx512Vnni);
+    } else {
+        eprintln!("no AVX-512 VNNI on this CPU: its GEMM is not compared");
+    }
     v
 }
 
@@ -463,7 +468,7 @@ impl GatedCase {
     }
 }
 
-/// The gated convolution kernels (portable and AVX2, on the padded map) against the core's
+/// The gated convolution kernels (portable, AVX2 and AVX-512 VNNI, on the padded map) against the core's
 /// `GatedConv2d::run`, over ragged shapes: sides 1 to 7 (partial pixel tiles), input channels
 /// 1 to 13 (odd: the pad channel; split into two parts), output channels 1 to 17 (partial
 /// blocks of 8), kernels 1 and 3, int8 extremes in inputs and filters, any requantization.
@@ -471,6 +476,7 @@ impl GatedCase {
 fn gated_kernels_equal_core() {
     let mut rng = AmbientRng::new(7);
     let has_avx2 = avx2();
+    let has_vnni = isas().contains(&Isa::Avx512Vnni);
     let mut cases = 0;
     for &(h, w) in &[(1, 1), (3, 5), (7, 7), (4, 6), (2, 9)] {
         for &cin in &[1, 2, 3, 5, 8, 13] {
@@ -505,6 +511,11 @@ fn gated_kernels_equal_core() {
                         let mut got = vec![0i8; h * w * cout];
                         assert!(gated_avx2::run_avx2(&layer, &pg, &padded, &mut got));
                         assert_eq!(got, want, "avx2 {h}x{w} {cin}->{cout} k{k}");
+                    }
+                    if has_vnni {
+                        let mut got = vec![0i8; h * w * cout];
+                        assert!(gated_avx2::run_vnni(&layer, &pg, &padded, &mut got));
+                        assert_eq!(got, want, "avx-512 vnni {h}x{w} {cin}->{cout} k{k}");
                     }
                     cases += 1;
                 }
@@ -715,4 +726,59 @@ fn add_kernel_equals_core() {
         ambient_cpu::quantize::fast::add::add_in_place(&p, Isa::Avx2, &mut got, &b);
         assert_eq!(got, want, "trial {trial}");
     }
+}
+
+/// This thread's CPU time in ns (Linux: the first field of /proc/thread-self/schedstat).
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Not a test: CPU time per restoration of one image with the firmware's ch 8 blob, fast
+/// (each ISA) and core executor, interleaved in one process so that load from other processes
+/// affects both alike. Run with
+/// `cargo test --release -p ambient-cpu --test int8_fast -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn cpu_time_per_restoration() {
+    let bytes = std::fs::read(root().join("firmware-demo/assets/model.blob")).unwrap();
+    let words = words_of(&bytes);
+    let model = model_of(&words, bytes.len());
+    let ds = mnist_measurements(0, 1, 3);
+    let (y, m) = ds.image(0);
+    let mut out = vec![0.0f32; y.len()];
+    let mut scratch = vec![0u32; model.scratch_words()];
+    let fast: Vec<FastInt8Model> = isas()
+        .into_iter()
+        .map(|isa| FastInt8Model::with_isa(&model, isa).unwrap())
+        .collect();
+    let mut ws: Vec<FastWorkspace> = fast.iter().map(FastWorkspace::new).collect();
+    let mut totals = vec![0u64; fast.len() + 1];
+    let rounds = 20;
+    for _ in 0..rounds {
+        for (i, f) in fast.iter().enumerate() {
+            let t = thread_cpu_ns().unwrap();
+            for _ in 0..50 {
+                restore_fast(f, &mut ws[i], y, m, &mut out).unwrap();
+            }
+            totals[i] += thread_cpu_ns().unwrap() - t;
+        }
+        let t = thread_cpu_ns().unwrap();
+        for _ in 0..5 {
+            ambient_core::int8::restore::restore(&model, y, m, &mut scratch, &mut out).unwrap();
+        }
+        totals[fast.len()] += thread_cpu_ns().unwrap() - t;
+    }
+    for (i, f) in fast.iter().enumerate() {
+        let per = totals[i] as f64 / (rounds * 50) as f64 / 1e3;
+        eprintln!("fast {:?}: {per:.1} us CPU per restoration", f.isa);
+    }
+    let core = totals[fast.len()] as f64 / (rounds * 5) as f64 / 1e3;
+    eprintln!("core executor: {core:.1} us CPU per restoration");
+    let t = thread_cpu_ns().unwrap();
+    for _ in 0..20 {
+        FastInt8Model::new(&model).unwrap();
+    }
+    let prep = (thread_cpu_ns().unwrap() - t) as f64 / 20.0 / 1e3;
+    eprintln!("FastInt8Model::new: {prep:.1} us CPU");
 }

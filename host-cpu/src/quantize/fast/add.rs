@@ -13,7 +13,7 @@ use ambient_core::int8::add::AddParams;
 pub fn add_in_place(p: &AddParams, isa: super::Isa, a: &mut [i8], b: &[i8]) {
     assert_eq!(a.len(), b.len());
     #[cfg(target_arch = "x86_64")]
-    if isa == super::Isa::Avx2 && super::Isa::Avx2.available() {
+    if isa.uses_avx2() && super::Isa::Avx2.available() {
         // SAFETY: AVX2 is available; the lengths are equal.
         unsafe { run(p, a, b) };
         return;

@@ -196,8 +196,7 @@ pub fn norm_silu(
     pg.clear_border(dst);
     let zp = layer.input.zero_point;
     let parts = Parts { a, ca, b, cb };
-    if isa == super::Isa::Avx2 && super::norm_avx2::apply_map(pg, &parts, zp, scratch, &table, dst)
-    {
+    if isa.uses_avx2() && super::norm_avx2::apply_map(pg, &parts, zp, scratch, &table, dst) {
         return;
     }
     for y in 0..pg.height {

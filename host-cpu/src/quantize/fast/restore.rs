@@ -24,7 +24,12 @@ fn conv(isa: Isa, layer: &GatedLayer, padded: &[i16], out: &mut [i8]) {
     let g = &layer.geometry;
     let pg = PaddedGeometry::new(g.height, g.width, g.in_channels);
     let out = &mut out[..g.output_len()];
-    if isa != Isa::Avx2 || !super::gated_avx2::run_avx2(layer, &pg, padded, out) {
+    let done = match isa {
+        Isa::Avx512Vnni => super::gated_avx2::run_vnni(layer, &pg, padded, out),
+        Isa::Avx2 => super::gated_avx2::run_avx2(layer, &pg, padded, out),
+        Isa::Portable => false,
+    };
+    if !done {
         super::gated_portable::run_portable(layer, &pg, padded, out);
     }
 }
