@@ -198,6 +198,13 @@ fn runner_is_the_fast_path_and_keeps_the_core_errors() {
     let mut y_bad = y.clone();
     y_bad[9] = f32::NAN;
     both(&y_bad, &m, &mut out, &mut out_core);
+    // A workspace sized for another model is an error, not a panic.
+    let other = std::fs::read(root().join("models/ambient-mnist-p0.8.sigma1.int8.blob")).unwrap();
+    let other_words = words_of(&other);
+    let other = FastInt8Model::new(&model_of(&other_words, other.len())).unwrap();
+    let mut small = FastWorkspace::new(&fast);
+    assert!(!small.fits(&other));
+    assert!(restore_fast(&other, &mut small, &y, &m, &mut out).is_err());
 }
 
 /// Random parameters with every layer active (zero-initialised layers perturbed).

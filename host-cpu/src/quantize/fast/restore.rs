@@ -153,8 +153,8 @@ fn check_inputs(
 
 /// Restores one measurement exactly as `ambient_core::int8::restore::restore` does (the same
 /// output bit for bit, the same errors): `out <- m y + (1 - m) D(y, m, s_r)`, every array CHW
-/// of [`FastInt8Model::image_len`] f32, `m` 0 or 1. `ws` must come from
-/// [`FastWorkspace::new`] for this model.
+/// of [`FastInt8Model::image_len`] f32, `m` 0 or 1. `ws` comes from [`FastWorkspace::new`]
+/// for this model (one of another shape is an error).
 pub fn restore_fast(
     model: &FastInt8Model,
     ws: &mut FastWorkspace,
@@ -164,6 +164,11 @@ pub fn restore_fast(
 ) -> Result<(), ModelError> {
     let n = model.image_len();
     check_inputs(n, measurement, mask, out)?;
+    if !ws.fits(model) {
+        return Err(input_error(CoreError::InvalidParameter(
+            "workspace made for another model",
+        )));
+    }
     let isa = model.isa;
     let cfg = &model.config;
     let c = cfg.img_channels as usize;

@@ -21,6 +21,18 @@ pub struct FastWorkspace {
     /// A convolution's padded input.
     pub(super) padded: Vec<i16>,
     pub(super) norm: NormScratch,
+    /// What it was sized for: the model's largest map, padded map, GroupNorm, image, levels.
+    sized_for: [usize; 5],
+}
+
+fn sizes(model: &FastInt8Model) -> [usize; 5] {
+    [
+        model.max_map,
+        model.max_padded,
+        model.max_norm,
+        model.image_len(),
+        model.config.levels as usize,
+    ]
 }
 
 impl FastWorkspace {
@@ -37,6 +49,13 @@ impl FastWorkspace {
             mq: vec![0; img],
             padded: vec![0; model.max_padded],
             norm: NormScratch::new(model.max_norm),
+            sized_for: sizes(model),
         }
+    }
+
+    /// Whether it holds every buffer `model` needs (it does if made for a model of the same
+    /// configuration).
+    pub fn fits(&self, model: &FastInt8Model) -> bool {
+        self.sized_for == sizes(model)
     }
 }
