@@ -14,7 +14,7 @@ use super::padded::PaddedGeometry;
 
 /// The output of channel `c` from its accumulators, exactly as `GatedConv2d::run` computes it.
 #[inline]
-pub fn gated_output(layer: &GatedLayer, c: usize, acc_w: i32, acc_g: i32) -> i8 {
+fn gated_output(layer: &GatedLayer, c: usize, acc_w: i32, acc_g: i32) -> i8 {
     let main =
         multiply_by_quantized_multiplier(acc_w, layer.main_multipliers[c], layer.main_shifts[c])
             .clamp(-MAIN_MAX, MAIN_MAX);

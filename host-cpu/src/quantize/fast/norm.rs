@@ -100,7 +100,7 @@ fn channel_sums(data: &[i8], c: usize, zp: i32, sum: &mut [i64], sum_sq: &mut [i
 
 /// Fills `scratch.mean`, `.scale`, `.offset` for the map `[a, b]` (`ca + cb` channels, `pixels`
 /// pixels): the core's per-group arithmetic on the exact sums.
-pub fn affine(
+fn affine(
     layer: &NormLayer,
     pixels: usize,
     a: &[i8],
@@ -142,7 +142,7 @@ pub fn affine(
 }
 
 /// The SiLU table shifted by the next convolution's input zero point, by int8 value + 128.
-pub fn silu_table(layer: &NormLayer, next_zero_point: i32) -> [i32; 256] {
+fn silu_table(layer: &NormLayer, next_zero_point: i32) -> [i32; 256] {
     let mut t = [0i32; 256];
     for (v, &s) in t.iter_mut().zip(layer.silu.iter()) {
         *v = s as i32 - next_zero_point;
@@ -152,7 +152,7 @@ pub fn silu_table(layer: &NormLayer, next_zero_point: i32) -> [i32; 256] {
 
 /// One element: the core's GroupNorm output for `q` in a channel with `mean`, `scale`, `offset`.
 #[inline]
-pub fn normalize(q: i8, zp: i32, mean: f32, scale: f32, offset: f32) -> i8 {
+fn normalize(q: i8, zp: i32, mean: f32, scale: f32, offset: f32) -> i8 {
     let d = (q as i32 - zp) as f32;
     let t = ((d - mean) * scale + offset).round();
     t.clamp(-128.0, 127.0) as i8
