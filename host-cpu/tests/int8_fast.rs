@@ -730,51 +730,56 @@ fn thread_cpu_ns() -> Option<u64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
-/// Not a test: CPU time per restoration of one image with the firmware's ch 8 blob, fast
-/// (each ISA) and core executor, interleaved in one process so that load from other processes
-/// affects both alike. Run with
+/// Not a test: CPU time per restoration of one image with the firmware's ch 8 blob and the
+/// shipped ch 32 blob, fast (each ISA) and core executor, interleaved in one process so that
+/// load from other processes affects both alike. Run with
 /// `cargo test --release -p ambient-cpu --test int8_fast -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn cpu_time_per_restoration() {
-    let bytes = std::fs::read(root().join("firmware-demo/assets/model.blob")).unwrap();
-    let words = words_of(&bytes);
-    let model = model_of(&words, bytes.len());
-    let ds = mnist_measurements(0, 1, 3);
-    let (y, m) = ds.image(0);
-    let mut out = vec![0.0f32; y.len()];
-    let mut scratch = vec![0u32; model.scratch_words()];
-    let fast: Vec<FastInt8Model> = isas()
-        .into_iter()
-        .map(|isa| FastInt8Model::with_isa(&model, isa).unwrap())
-        .collect();
-    let mut ws: Vec<FastWorkspace> = fast.iter().map(FastWorkspace::new).collect();
-    let mut totals = vec![0u64; fast.len() + 1];
-    let rounds = 20;
-    for _ in 0..rounds {
-        for (i, f) in fast.iter().enumerate() {
-            let t = thread_cpu_ns().unwrap();
-            for _ in 0..50 {
-                restore_fast(f, &mut ws[i], y, m, &mut out).unwrap();
+    for (path, rounds) in [
+        ("firmware-demo/assets/model.blob", 20),
+        ("models/ambient-mnist-p0.8.sigma1.int8.blob", 2),
+    ] {
+        let bytes = std::fs::read(root().join(path)).unwrap();
+        let words = words_of(&bytes);
+        let model = model_of(&words, bytes.len());
+        let ds = mnist_measurements(0, 1, 3);
+        let (y, m) = ds.image(0);
+        let mut out = vec![0.0f32; y.len()];
+        let mut scratch = vec![0u32; model.scratch_words()];
+        let fast: Vec<FastInt8Model> = isas()
+            .into_iter()
+            .map(|isa| FastInt8Model::with_isa(&model, isa).unwrap())
+            .collect();
+        let mut ws: Vec<FastWorkspace> = fast.iter().map(FastWorkspace::new).collect();
+        let mut totals = vec![0u64; fast.len() + 1];
+        for _ in 0..rounds {
+            for (i, f) in fast.iter().enumerate() {
+                let t = thread_cpu_ns().unwrap();
+                for _ in 0..50 {
+                    restore_fast(f, &mut ws[i], y, m, &mut out).unwrap();
+                }
+                totals[i] += thread_cpu_ns().unwrap() - t;
             }
-            totals[i] += thread_cpu_ns().unwrap() - t;
+            let t = thread_cpu_ns().unwrap();
+            for _ in 0..5 {
+                ambient_core::int8::restore::restore(&model, y, m, &mut scratch, &mut out).unwrap();
+            }
+            totals[fast.len()] += thread_cpu_ns().unwrap() - t;
         }
+        eprintln!("{path}:");
+        for (i, f) in fast.iter().enumerate() {
+            let per = totals[i] as f64 / (rounds * 50) as f64 / 1e3;
+            eprintln!("  fast {:?}: {per:.1} us CPU per restoration", f.isa);
+        }
+        let core = totals[fast.len()] as f64 / (rounds * 5) as f64 / 1e3;
+        eprintln!("  core executor: {core:.1} us CPU per restoration");
         let t = thread_cpu_ns().unwrap();
-        for _ in 0..5 {
-            ambient_core::int8::restore::restore(&model, y, m, &mut scratch, &mut out).unwrap();
+        for _ in 0..20 {
+            FastInt8Model::new(&model).unwrap();
         }
-        totals[fast.len()] += thread_cpu_ns().unwrap() - t;
+        let prep = (thread_cpu_ns().unwrap() - t) as f64 / 20.0 / 1e3;
+        eprintln!("  FastInt8Model::new: {prep:.1} us CPU");
     }
-    for (i, f) in fast.iter().enumerate() {
-        let per = totals[i] as f64 / (rounds * 50) as f64 / 1e3;
-        eprintln!("fast {:?}: {per:.1} us CPU per restoration", f.isa);
-    }
-    let core = totals[fast.len()] as f64 / (rounds * 5) as f64 / 1e3;
-    eprintln!("core executor: {core:.1} us CPU per restoration");
-    let t = thread_cpu_ns().unwrap();
-    for _ in 0..20 {
-        FastInt8Model::new(&model).unwrap();
-    }
-    let prep = (thread_cpu_ns().unwrap() - t) as f64 / 20.0 / 1e3;
-    eprintln!("FastInt8Model::new: {prep:.1} us CPU");
 }
