@@ -12,7 +12,8 @@ use ambient_cpu::init::init_params;
 use ambient_cpu::io::dataset::CorruptedDataset;
 use ambient_cpu::io::weights::load_weights;
 use ambient_cpu::quantize::aligned_copy;
-use ambient_cpu::quantize::runner::restore_int8;
+use ambient_cpu::quantize::fast::{restore_fast, FastInt8Model, FastWorkspace};
+use ambient_cpu::quantize::runner::restore_int8_core;
 use ambient_cpu::train::{Further, Mode, TrainOptions, Trainer};
 use ambient_cpu::unet::UNet;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -83,7 +84,9 @@ fn bench(c: &mut Criterion) {
 }
 
 /// Host int8 restoration against host f32 restoration of the same trained model (the firmware's
-/// ch 8 model and its blob, both committed under firmware-demo/): one image, NFE = 1.
+/// ch 8 model and its blob, both committed under firmware-demo/): one image, NFE = 1. `int8` is
+/// the fast host executor (model prepared and workspace allocated once, as `restore_int8` does
+/// per batch), `int8_core` the core executor the firmware runs (same output bit for bit).
 fn int8_vs_f32(c: &mut Criterion, ds: &CorruptedDataset) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-demo");
     let (cfg, params) = load_weights(&root.join("model/ch8_p08.safetensors")).expect("ch 8 model");
@@ -92,6 +95,8 @@ fn int8_vs_f32(c: &mut Criterion, ds: &CorruptedDataset) {
     let words = aligned_copy(&bytes);
     let model =
         Int8Model::from_blob(&bytemuck::cast_slice(&words)[..bytes.len()]).expect("blob parses");
+    let fast = FastInt8Model::new(&model).expect("fast model");
+    let mut ws = FastWorkspace::new(&fast);
     let sigma = model.config().sigma;
     let (y, m) = ds.image(0);
     let (y4, m4) = (
@@ -103,8 +108,12 @@ fn int8_vs_f32(c: &mut Criterion, ds: &CorruptedDataset) {
     g.bench_function("f32", |b| {
         b.iter(|| denoise(&net, &params, &y4, &m4, &[sigma]))
     });
+    let mut out = vec![0.0f32; y.len()];
     g.bench_function("int8", |b| {
-        b.iter(|| restore_int8(&model, y, m).expect("int8"))
+        b.iter(|| restore_fast(&fast, &mut ws, y, m, &mut out).expect("int8"))
+    });
+    g.bench_function("int8_core", |b| {
+        b.iter(|| restore_int8_core(&model, y, m).expect("int8 core"))
     });
     g.finish();
 }

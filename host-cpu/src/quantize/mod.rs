@@ -15,6 +15,7 @@
 pub mod arena_plan;
 pub mod calibrate;
 pub mod emit;
+pub mod fast;
 pub mod folded;
 pub mod runner;
 

@@ -1,18 +1,18 @@
-//! The host's int8 runner: restores a batch of measurements with a quantized model blob, one
-//! image per call of the core executor (the same code the firmware runs), images in parallel,
-//! each worker with its own scratch.
+//! The host's int8 runner: restores a batch of measurements with a quantized model blob, images
+//! in parallel, each worker with its own workspace. [`restore_int8`] runs the fast host
+//! executor ([`super::fast`]), which gives the core executor's output bit for bit;
+//! [`restore_int8_core`] runs the core executor itself (the code the firmware runs).
 
 use ambient_core::int8::blob::BlobConfig;
 use ambient_core::int8::model::{Int8Model, ModelError};
 use ambient_core::int8::restore::restore;
 use rayon::prelude::*;
 
+use super::fast::{restore_fast, FastInt8Model, FastWorkspace};
 use crate::io::dataset::CorruptedDataset;
 
-/// Restores the `y.len() / image_len` measurements `y` with masks `m` (CHW images back to
-/// back); returns the restorations in the same layout.
-pub fn restore_int8(model: &Int8Model, y: &[f32], m: &[f32]) -> Result<Vec<f32>, ModelError> {
-    let len = model.image_len();
+/// Checks that `y` and `m` hold whole images of `len` and returns an output of their size.
+fn output_for(len: usize, y: &[f32], m: &[f32]) -> Result<Vec<f32>, ModelError> {
     if !y.len().is_multiple_of(len) || m.len() != y.len() {
         return Err(ModelError::Input(ambient_core::CoreError::ShapeMismatch {
             what: "measurements and masks (whole images)",
@@ -20,7 +20,36 @@ pub fn restore_int8(model: &Int8Model, y: &[f32], m: &[f32]) -> Result<Vec<f32>,
             got: m.len(),
         }));
     }
-    let mut out = vec![0.0f32; y.len()];
+    Ok(vec![0.0f32; y.len()])
+}
+
+/// Restores the `y.len() / image_len` measurements `y` with masks `m` (CHW images back to
+/// back) on the fast executor; returns the restorations in the same layout.
+pub fn restore_int8(model: &Int8Model, y: &[f32], m: &[f32]) -> Result<Vec<f32>, ModelError> {
+    restore_int8_fast(&FastInt8Model::new(model)?, y, m)
+}
+
+/// [`restore_int8`] with a model prepared once ([`FastInt8Model::new`]).
+pub fn restore_int8_fast(
+    model: &FastInt8Model,
+    y: &[f32],
+    m: &[f32],
+) -> Result<Vec<f32>, ModelError> {
+    let len = model.image_len();
+    let mut out = output_for(len, y, m)?;
+    out.par_chunks_mut(len)
+        .zip(y.par_chunks(len).zip(m.par_chunks(len)))
+        .try_for_each_init(
+            || FastWorkspace::new(model),
+            |ws, (o, (yi, mi))| restore_fast(model, ws, yi, mi, o),
+        )?;
+    Ok(out)
+}
+
+/// The same restorations with the core executor (`ambient_core::int8::restore::restore`).
+pub fn restore_int8_core(model: &Int8Model, y: &[f32], m: &[f32]) -> Result<Vec<f32>, ModelError> {
+    let len = model.image_len();
+    let mut out = output_for(len, y, m)?;
     out.par_chunks_mut(len)
         .zip(y.par_chunks(len).zip(m.par_chunks(len)))
         .try_for_each_init(
