@@ -54,6 +54,11 @@ fn isas() -> Vec<Isa> {
     if avx2() {
         v.push(Isa::Avx2);
     }
+    if Isa::Avx512Vnni.available() {
+        v.push(Isa::Avx512Vnni);
+    } else {
+        eprintln!("no AVX-512 VNNI on this CPU: its GEMM is not compared");
+    }
     v
 }
 
@@ -470,7 +475,7 @@ impl GatedCase {
     }
 }
 
-/// The gated convolution kernels (portable and AVX2, on the padded map) against the core's
+/// The gated convolution kernels (portable, AVX2 and AVX-512 VNNI, on the padded map) against the core's
 /// `GatedConv2d::run`, over ragged shapes: sides 1 to 7 (partial pixel tiles), input channels
 /// 1 to 13 (odd: the pad channel; split into two parts), output channels 1 to 17 (partial
 /// blocks of 8), kernels 1 and 3, int8 extremes in inputs and filters, any requantization.
@@ -478,6 +483,7 @@ impl GatedCase {
 fn gated_kernels_equal_core() {
     let mut rng = AmbientRng::new(7);
     let has_avx2 = avx2();
+    let has_vnni = isas().contains(&Isa::Avx512Vnni);
     let mut cases = 0;
     for &(h, w) in &[(1, 1), (3, 5), (7, 7), (4, 6), (2, 9)] {
         for &cin in &[1, 2, 3, 5, 8, 13] {
@@ -512,6 +518,11 @@ fn gated_kernels_equal_core() {
                         let mut got = vec![0i8; h * w * cout];
                         assert!(gated_avx2::run_avx2(&layer, &pg, &padded, &mut got));
                         assert_eq!(got, want, "avx2 {h}x{w} {cin}->{cout} k{k}");
+                    }
+                    if has_vnni {
+                        let mut got = vec![0i8; h * w * cout];
+                        assert!(gated_avx2::run_vnni(&layer, &pg, &padded, &mut got));
+                        assert_eq!(got, want, "avx-512 vnni {h}x{w} {cin}->{cout} k{k}");
                     }
                     cases += 1;
                 }

@@ -1,8 +1,7 @@
 //! Which instruction set the fast int8 path runs on: the portable scalar kernels (any target;
-//! also the reference the SIMD kernels are tested against) or the AVX2 kernels, on an x86-64
-//! that has AVX2 (detected at run time, so one binary runs everywhere). (An AVX-512 VNNI GEMM,
-//! `vpdpwssd` on the same packed rows, was 15% faster overall on a Zen 4, but its intrinsics
-//! need Rust 1.89 and the workspace's MSRV is 1.87.)
+//! also the reference the SIMD kernels are tested against), the AVX2 kernels, or the AVX2
+//! kernels with the convolutions' GEMM on AVX-512 VNNI (`vpdpwssd`, 16 lanes) on an x86-64
+//! that has it. Detected at run time, so one binary runs everywhere.
 
 /// The kernels a [`super::FastInt8Model`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,16 +10,17 @@ pub enum Isa {
     Portable,
     /// `std::arch` AVX2 intrinsics (x86-64 only).
     Avx2,
+    /// AVX2, and AVX-512F + VNNI for the convolutions' multiply-accumulate.
+    Avx512Vnni,
 }
 
 impl Isa {
     /// The fastest one this machine runs.
     pub fn detect() -> Self {
-        if Isa::Avx2.available() {
-            Isa::Avx2
-        } else {
-            Isa::Portable
-        }
+        [Isa::Avx512Vnni, Isa::Avx2]
+            .into_iter()
+            .find(|isa| isa.available())
+            .unwrap_or(Isa::Portable)
     }
 
     /// Whether this machine can run it.
@@ -29,8 +29,14 @@ impl Isa {
             Isa::Portable => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2 => false,
+            Isa::Avx2 | Isa::Avx512Vnni => false,
         }
     }
 

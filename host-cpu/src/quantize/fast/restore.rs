@@ -25,6 +25,7 @@ fn conv(isa: Isa, layer: &GatedLayer, padded: &[i16], out: &mut [i8]) {
     let pg = PaddedGeometry::new(g.height, g.width, g.in_channels);
     let out = &mut out[..g.output_len()];
     let done = match isa {
+        Isa::Avx512Vnni => super::gated_avx2::run_vnni(layer, &pg, padded, out),
         Isa::Avx2 => super::gated_avx2::run_avx2(layer, &pg, padded, out),
         Isa::Portable => false,
     };
