@@ -4,14 +4,16 @@
 //! F(2x2, 3x3) (forward and input gradient, see `winograd::suits`), otherwise (and for the weight gradient) as one SGEMM per sample with the
 //! im2col matrix of the input.
 
-use super::gemm::{gemm_rows, gemm_rows_t, row_split, sgemm};
+use super::gemm::{gemm, gemm_rows_t, row_split, sgemm};
 use super::im2col::{col2im, im2col};
 use super::silu::sigmoid;
+use super::simd;
 use super::winograd::{self, WinogradFilter};
 use super::{accumulate, param_index};
 use crate::params::ParamStore;
 use ndarray::Array4;
 use rayon::prelude::*;
+use std::cell::RefCell;
 
 /// A gated convolution and the indices of its `weight`, `gate` and `bias` in the store.
 #[derive(Debug, Clone)]
@@ -97,6 +99,14 @@ impl GatedConv {
 
     /// out = zw * sigmoid(zg) + b with [zw; zg] = [W; G] im2col(x) per sample. With `keep`,
     /// [zw; sigmoid(zg)] is left there ([N, 2 cout, H, W]) for the backward pass.
+    ///
+    /// Per sample: the input stage (im2col, or Winograd's input transform) for all output
+    /// channels, then blocks of output channels, each its rows of W and of G (GEMMs, or
+    /// Winograd products and output transform) and the gate. With fewer samples than workers
+    /// both stages are shared out across the workers (by input channel, then by block), so a
+    /// single image has two parallel regions per convolution. Every output value is computed
+    /// the same way for any block split (a block of GEMM rows sums in the order of the whole
+    /// product), so one image gives the bits it gives inside a batch.
     fn run(
         &self,
         params: &ParamStore,
@@ -107,46 +117,133 @@ impl GatedConv {
         assert_eq!(cin, self.cin, "GatedConv: input channels");
         let hw = h * w;
         let (cout, kd, k) = (self.cout, self.kdim(), self.k);
-        let st = self.stacked(params);
-        let wino = winograd::suits(k, h, w).then(|| WinogradFilter::new(&st, 2 * cout, cin));
+        let (wt, gt) = (
+            &params.params[self.weight].data,
+            &params.params[self.gate].data,
+        );
+        let wino = winograd::suits(k, h, w).then(|| WinogradFilter::gated(wt, gt, cout, cin));
         let bias = &params.params[self.bias].data;
         let xs = x.as_slice().expect("standard layout");
-        let split = row_split(n);
+        let parts = row_split(n);
+        let par = parts > 1;
+        // Blocks of whole groups of the gated Winograd filter's row order (8 channels, whole
+        // register tiles of the GEMM kernels, where 8 divides cout).
+        let grp = winograd::gated_group(cout);
+        let blk = cout.div_ceil(parts.min(cout / grp)).div_ceil(grp) * grp;
         let mut out = Array4::<f32>::zeros((n, cout, h, w));
         let outs = out.as_slice_mut().unwrap().par_chunks_mut(cout * hw);
-        // One sample: GEMM into z, then the gate in place and the output.
-        let sample = |i: usize, o: &mut [f32], z: &mut [f32], buf: &mut Buffers| {
+        let sample = |i: usize, o: &mut [f32], z: Option<&mut [f32]>| {
             let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
-            if let Some(f) = &wino {
-                winograd::conv3x3(f, xi, h, w, z, split, &mut buf.wino);
-            } else if k == 1 {
-                gemm_rows(2 * cout, kd, &st, xi, z, split);
-            } else {
-                buf.col.resize(kd * hw, 0.0);
-                im2col(xi, cin, h, w, k, &mut buf.col);
-                gemm_rows(2 * cout, kd, &st, &buf.col, z, split);
-            }
-            let (zw, zg) = z.split_at_mut(cout * hw);
-            for (c, &b) in bias.iter().enumerate() {
-                let r = c * hw..(c + 1) * hw;
-                for ((o, &a), g) in o[r.clone()].iter_mut().zip(&zw[r.clone()]).zip(&mut zg[r]) {
-                    let sg = sigmoid(*g);
-                    *g = sg;
-                    *o = a * sg + b;
+            // The input stage, into a buffer of this thread (taken out, so that a job this
+            // thread runs while waiting below finds its own).
+            let mut input = INPUT.with_borrow_mut(std::mem::take);
+            let b: &[f32] = match &wino {
+                Some(_) => {
+                    let len = winograd::input_len(cin, h, w);
+                    winograd::grow(&mut input, len);
+                    winograd::input_transform(xi, cin, h, w, &mut input[..len], par);
+                    &input[..len]
                 }
+                None if k == 1 => xi,
+                None => {
+                    winograd::grow(&mut input, kd * hw);
+                    im2col_par(xi, cin, h, w, k, &mut input[..kd * hw], par);
+                    &input[..kd * hw]
+                }
+            };
+            // One block: channels c0..c0 + o.len() / hw.
+            let block = |c0: usize, o: &mut [f32], zw: &mut [f32], zg: &mut [f32]| {
+                let rows = o.len() / hw;
+                match &wino {
+                    Some(f) => {
+                        let t = winograd::tiles(h, w);
+                        BLOCK.with_borrow_mut(|m| {
+                            winograd::grow(m, winograd::product_len(2 * rows, h, w));
+                            let m = &mut m[..winograd::product_len(2 * rows, h, w)];
+                            // The block's main and gate rows are one run (c0 and rows are
+                            // whole groups).
+                            for (xi, mx) in m.chunks_exact_mut(2 * rows * t).enumerate() {
+                                f.product(xi, 2 * c0..2 * (c0 + rows), b, t, mx);
+                            }
+                            let mut buf = vec![0.0f32; 10 * w.div_ceil(2)];
+                            let zs = zw.chunks_exact_mut(hw).zip(zg.chunks_exact_mut(hw));
+                            for (r, (zwr, zgr)) in zs.enumerate() {
+                                let row = |gate| winograd::gated_row(cout, c0 + r, gate) - 2 * c0;
+                                let rows2 = 2 * rows;
+                                winograd::output_transform(
+                                    m,
+                                    rows2,
+                                    row(false),
+                                    t,
+                                    h,
+                                    w,
+                                    zwr,
+                                    &mut buf,
+                                );
+                                winograd::output_transform(
+                                    m,
+                                    rows2,
+                                    row(true),
+                                    t,
+                                    h,
+                                    w,
+                                    zgr,
+                                    &mut buf,
+                                );
+                            }
+                        });
+                    }
+                    None => {
+                        gemm(rows, kd, hw, &wt[c0 * kd..(c0 + rows) * kd], b, zw);
+                        gemm(rows, kd, hw, &gt[c0 * kd..(c0 + rows) * kd], b, zg);
+                    }
+                }
+                gate(o, zw, zg, &bias[c0..c0 + rows], hw);
+            };
+            // Block j: its output channels and, when kept, its rows of [zw; sigmoid(zg)].
+            let run_block = |(j, (o, z)): (usize, BlockOut<'_>)| match z {
+                Some((zw, zg)) => block(j * blk, o, zw, zg),
+                None => Z.with_borrow_mut(|zb| {
+                    let len = 2 * o.len();
+                    winograd::grow(zb, len);
+                    let (zw, zg) = zb[..len].split_at_mut(len / 2);
+                    block(j * blk, o, zw, zg)
+                }),
+            };
+            let items: Vec<(usize, BlockOut<'_>)> = match z {
+                Some(z) => {
+                    let (zw, zg) = z.split_at_mut(cout * hw);
+                    let zs = zw.chunks_mut(blk * hw).zip(zg.chunks_mut(blk * hw));
+                    o.chunks_mut(blk * hw)
+                        .zip(zs.map(Some))
+                        .enumerate()
+                        .collect()
+                }
+                None => o
+                    .chunks_mut(blk * hw)
+                    .map(|ob| (ob, None))
+                    .enumerate()
+                    .collect(),
+            };
+            if par {
+                items.into_par_iter().for_each(run_block);
+            } else {
+                items.into_iter().for_each(run_block);
             }
+            INPUT.with_borrow_mut(|slot| {
+                if slot.len() < input.len() {
+                    *slot = input;
+                }
+            });
         };
         match keep {
             Some(z) => {
                 assert_eq!(z.dim(), (n, 2 * cout, h, w), "GatedConv: cache shape");
                 outs.zip(z.as_slice_mut().unwrap().par_chunks_mut(2 * cout * hw))
                     .enumerate()
-                    .for_each_init(Buffers::default, |buf, (i, (o, zi))| sample(i, o, zi, buf));
+                    .for_each(|(i, (o, zi))| sample(i, o, Some(zi)));
             }
-            None => outs.enumerate().for_each_init(
-                || (Buffers::default(), vec![0.0f32; 2 * cout * hw]),
-                |(buf, zi), (i, o)| sample(i, o, zi, buf),
-            ),
+            None => outs.enumerate().for_each(|(i, o)| sample(i, o, None)),
         }
         out
     }
@@ -277,11 +374,48 @@ struct Accum {
     wino: winograd::Scratch,
 }
 
-/// Reusable per-worker buffers of the forward pass.
-#[derive(Default)]
-struct Buffers {
-    col: Vec<f32>,
-    wino: winograd::Scratch,
+/// A block's output channels and, when the cache is kept, its rows of zw and of zg.
+type BlockOut<'a> = (&'a mut [f32], Option<(&'a mut [f32], &'a mut [f32])>);
+
+thread_local! {
+    /// The forward pass's input stage (im2col matrix or Winograd-transformed input) of the
+    /// sample this thread works on, kept between calls.
+    static INPUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// A block's Winograd products.
+    static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// A block's [zw; zg] when the forward pass keeps nothing.
+    static Z: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `o = zw * sigmoid(zg) + b` per channel (`hw` values each), leaving `sigmoid(zg)` in `zg`.
+fn gate(o: &mut [f32], zw: &[f32], zg: &mut [f32], bias: &[f32], hw: usize) {
+    simd::dispatch(
+        #[inline(always)]
+        || gate_portable(o, zw, zg, bias, hw),
+    )
+}
+
+#[inline(always)]
+fn gate_portable(o: &mut [f32], zw: &[f32], zg: &mut [f32], bias: &[f32], hw: usize) {
+    for (c, &b) in bias.iter().enumerate() {
+        let r = c * hw..(c + 1) * hw;
+        for ((o, &a), g) in o[r.clone()].iter_mut().zip(&zw[r.clone()]).zip(&mut zg[r]) {
+            let sg = sigmoid(*g);
+            *g = sg;
+            *o = a * sg + b;
+        }
+    }
+}
+
+/// [`im2col`], its channels shared out across the workers when `par`.
+fn im2col_par(x: &[f32], cin: usize, h: usize, w: usize, k: usize, col: &mut [f32], par: bool) {
+    if !par {
+        return im2col(x, cin, h, w, k, col);
+    }
+    let hw = h * w;
+    col.par_chunks_mut(k * k * hw)
+        .zip(x.par_chunks(hw))
+        .for_each(|(cc, xc)| im2col(xc, 1, h, w, k, cc));
 }
 
 impl Accum {
@@ -307,5 +441,109 @@ impl Accum {
     fn col_for(&mut self, len: usize) -> &mut [f32] {
         self.col.resize(len, 0.0);
         &mut self.col
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::simd;
+    use ambient_core::AmbientRng;
+
+    fn layer(cin: usize, cout: usize, k: usize, rng: &mut AmbientRng) -> (GatedConv, ParamStore) {
+        let w = vec![cout, cin, k, k];
+        let layout = vec![
+            ("c.weight".to_string(), w.clone()),
+            ("c.gate".to_string(), w),
+            ("c.bias".to_string(), vec![cout]),
+        ];
+        let mut params = ParamStore::zeros(&layout);
+        for p in params.params.iter_mut() {
+            p.data.iter_mut().for_each(|v| *v = 0.3 * rng.normal());
+        }
+        (GatedConv::new(&layout, "c", cin, cout, k).unwrap(), params)
+    }
+
+    /// The forward pass against the same computation assembled from separately tested
+    /// parts: conv(x, W) and conv(x, G) each by `winograd::conv3x3` (own filter transform, its
+    /// own test against a direct convolution) or by one SGEMM of the whole im2col matrix,
+    /// then `zw sigmoid(zg) + b`. A block of GEMM rows sums in the order of the whole product
+    /// (gemm's tests), and the Winograd transforms act per tile, so the output is the same
+    /// bits whatever the block split: checked for the batch and each image alone, on 1 and 2
+    /// workers (one image on 2 workers is split into channel blocks), on the portable and the
+    /// SIMD path, and for the forward pass that keeps its cache. Shapes: Winograd with
+    /// ragged tiles, im2col, a single output channel, 1x1 with a channel count 8 does not
+    /// divide.
+    #[test]
+    fn forward_is_the_reference_bits_for_any_split_and_path() {
+        let mut rng = AmbientRng::new(11);
+        for &(cin, cout, k, h, w) in &[
+            (3, 16, 3, 21, 19),
+            (5, 24, 3, 9, 7),
+            (4, 1, 3, 20, 20),
+            (6, 12, 1, 5, 6),
+        ] {
+            let (conv, params) = layer(cin, cout, k, &mut rng);
+            let n = 3;
+            let mut x = Array4::<f32>::zeros((n, cin, h, w));
+            x.iter_mut().for_each(|v| *v = rng.normal());
+            let hw = h * w;
+            let (wt, gt, bias) = (
+                &params.params[0].data,
+                &params.params[1].data,
+                &params.params[2].data,
+            );
+            let mut want = Array4::<f32>::zeros((n, cout, h, w));
+            let mut want_z = Array4::<f32>::zeros((n, 2 * cout, h, w));
+            for i in 0..n {
+                let xi = &x.as_slice().unwrap()[i * cin * hw..(i + 1) * cin * hw];
+                let conv_of = |kern: &[f32]| {
+                    let mut z = vec![0.0f32; cout * hw];
+                    if winograd::suits(k, h, w) {
+                        let f = WinogradFilter::new(kern, cout, cin);
+                        let mut s = winograd::Scratch::default();
+                        winograd::conv3x3(&f, xi, h, w, &mut z, 1, &mut s);
+                    } else {
+                        let kd = cin * k * k;
+                        let mut col = vec![0.0f32; kd * hw];
+                        im2col(xi, cin, h, w, k, &mut col);
+                        sgemm(cout, kd, hw, 1.0, kern, false, &col, false, 0.0, &mut z);
+                    }
+                    z
+                };
+                let (zw, zg) = (conv_of(wt), conv_of(gt));
+                let o = &mut want.as_slice_mut().unwrap()[i * cout * hw..(i + 1) * cout * hw];
+                let zk = &mut want_z.as_slice_mut().unwrap()[i * 2 * cout * hw..][..2 * cout * hw];
+                for c in 0..cout {
+                    for p in 0..hw {
+                        let s = sigmoid(zg[c * hw + p]);
+                        o[c * hw + p] = zw[c * hw + p] * s + bias[c];
+                        zk[c * hw + p] = zw[c * hw + p];
+                        zk[(cout + c) * hw + p] = s;
+                    }
+                }
+            }
+            let what = format!("cin {cin} cout {cout} k {k} {h}x{w}");
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let all = conv.forward_inference(&params, &x);
+                    assert!(all == want, "{what}: batch, {threads} workers");
+                    let portable = simd::portable(|| conv.forward_inference(&params, &x));
+                    assert!(portable == want, "{what}: portable, {threads} workers");
+                    let (kept, cache) = conv.forward(&params, &x);
+                    assert!(kept == want && cache.z == want_z, "{what}: kept");
+                    for i in 0..n {
+                        let xi = x.slice(ndarray::s![i..i + 1, .., .., ..]).to_owned();
+                        let one = conv.forward_inference(&params, &xi);
+                        let wi = want.slice(ndarray::s![i..i + 1, .., .., ..]);
+                        assert!(one == wi, "{what}: image {i} alone, {threads} workers");
+                    }
+                });
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! gradient.
 
 use super::gemm::gemm_strided;
+use super::simd;
 use rayon::prelude::*;
 
 /// Positions in a transformed 4x4 tile.
@@ -37,6 +38,7 @@ pub(crate) struct WinogradFilter {
 
 impl WinogradFilter {
     /// The transform of `w` [rows, cin, 3, 3] (row-major).
+    #[cfg(test)]
     pub(crate) fn new(w: &[f32], rows: usize, cin: usize) -> Self {
         Self::build(rows, cin, |o, c| {
             let g = &w[(o * cin + c) * 9..][..9];
@@ -54,19 +56,74 @@ impl WinogradFilter {
         })
     }
 
+    /// The transform of a gated convolution's stacked kernels `[w; g]`, each [cout, cin, 3,
+    /// 3] (row-major): rows 0..cout are `w`'s output channels, cout..2 cout `g`'s.
+    /// Rows in groups of [`gated_group`] channels, each group's main rows followed by its
+    /// gate rows ([`gated_row`]), so that a block of whole groups is one run of rows.
+    pub(crate) fn gated(w: &[f32], g: &[f32], cout: usize, cin: usize) -> Self {
+        assert_eq!(w.len(), cout * cin * 9, "winograd: main kernel size");
+        assert_eq!(g.len(), cout * cin * 9, "winograd: gate kernel size");
+        let grp = gated_group(cout);
+        Self::build(2 * cout, cin, |row, c| {
+            let within = row % (2 * grp);
+            let (src, ch) = if within < grp {
+                (w, row / (2 * grp) * grp + within)
+            } else {
+                (g, row / (2 * grp) * grp + within - grp)
+            };
+            let k = &src[(ch * cin + c) * 9..][..9];
+            std::array::from_fn(|i| k[i])
+        })
+    }
+
     fn build(rows: usize, cin: usize, kernel: impl Fn(usize, usize) -> [f32; 9]) -> Self {
-        // The tiles in (o, c) order, then regrouped by position.
-        let tiles: Vec<[f32; P]> = (0..rows * cin)
-            .map(|oc| filter_tile(&kernel(oc / cin, oc % cin)))
-            .collect();
-        let u = (0..P)
-            .flat_map(|xi| tiles.iter().map(move |t| t[xi]))
-            .collect();
+        // Tiles in runs of CHUNK (o, c) pairs, each run then written position by position
+        // (16 contiguous stretches rather than 16 scattered values per tile).
+        const CHUNK: usize = 64;
+        let stride = rows * cin;
+        let mut u = vec![0.0f32; P * stride];
+        let mut tiles = [[0.0f32; P]; CHUNK];
+        simd::dispatch(
+            #[inline(always)]
+            || {
+                for start in (0..stride).step_by(CHUNK) {
+                    let len = CHUNK.min(stride - start);
+                    for (j, t) in tiles[..len].iter_mut().enumerate() {
+                        let oc = start + j;
+                        *t = filter_tile(&kernel(oc / cin, oc % cin));
+                    }
+                    for xi in 0..P {
+                        let dst = &mut u[xi * stride + start..][..len];
+                        for (d, t) in dst.iter_mut().zip(&tiles[..len]) {
+                            *d = t[xi];
+                        }
+                    }
+                }
+            },
+        );
         WinogradFilter { rows, cin, u }
     }
 }
 
+/// Channels per group in the row order of [`WinogradFilter::gated`]: 8 (whole register tiles
+/// of the GEMM kernels), or all `cout` when 8 does not divide it.
+pub(crate) fn gated_group(cout: usize) -> usize {
+    if cout.is_multiple_of(8) {
+        8
+    } else {
+        cout
+    }
+}
+
+/// The row of [`WinogradFilter::gated`] holding channel `ch` of the main (`gate` false) or
+/// the gate convolution.
+pub(crate) fn gated_row(cout: usize, ch: usize, gate: bool) -> usize {
+    let grp = gated_group(cout);
+    ch / grp * 2 * grp + ch % grp + if gate { grp } else { 0 }
+}
+
 /// `G g G^T` for a 3x3 kernel `g` (row-major), G = [[1,0,0],[1/2,1/2,1/2],[1/2,-1/2,1/2],[0,0,1]].
+#[inline(always)]
 fn filter_tile(g: &[f32; 9]) -> [f32; P] {
     let gcol = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
     // Rows of G g (4 x 3), column by column.
@@ -121,69 +178,187 @@ pub(crate) fn conv3x3(
     s: &mut Scratch,
 ) {
     let (rows, cin) = (f.rows, f.cin);
-    assert_eq!(x.len(), cin * h * w, "winograd: input size");
     assert_eq!(out.len(), rows * h * w, "winograd: output size");
-    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    let t = th * tw;
+    let t = tiles(h, w);
     let par = parts > 1;
-    s.v.resize(P * cin * t, 0.0);
-    s.m.resize(P * rows * t, 0.0);
-    // Tile (ty, tx) reads input rows 2 ty - 1 .. 2 ty + 2 and columns 2 tx - 1 .. 2 tx + 2;
-    // q holds 4 rows of width pw = 2 tw + 2 with x[.][x] at x + 1 and zeros around.
-    let pw = 2 * tw + 2;
-    let zeros = vec![0.0f32; w];
+    grow(&mut s.v, P * cin * t);
+    grow(&mut s.m, P * rows * t);
+    input_transform(x, cin, h, w, &mut s.v[..P * cin * t], par);
+    // One GEMM per position: m[xi] [rows, t] = u[xi] [rows, cin] v[., xi] [cin, t].
+    let v = &s.v[..P * cin * t];
     for_chunks(
-        &mut s.v,
-        P * t,
-        par,
-        || vec![0.0f32; 4 * pw],
-        |q, c, vc| {
-            let xc = &x[c * h * w..(c + 1) * h * w];
-            for ty in 0..th {
-                let r: [&[f32]; 4] = std::array::from_fn(|i| match (2 * ty + i).checked_sub(1) {
-                    Some(y) if y < h => &xc[y * w..(y + 1) * w],
-                    _ => &zeros[..],
-                });
-                input_rows(r, pw, q);
-                for (i, qi) in q.chunks_exact(pw).enumerate() {
-                    let at = |xi: usize| xi * t + ty * tw..xi * t + (ty + 1) * tw;
-                    let ev = |tx: usize, j: usize| qi[2 * tx + j];
-                    for (tx, v) in vc[at(4 * i)].iter_mut().enumerate() {
-                        *v = ev(tx, 0) - ev(tx, 2);
-                    }
-                    for (tx, v) in vc[at(4 * i + 1)].iter_mut().enumerate() {
-                        *v = ev(tx, 1) + ev(tx, 2);
-                    }
-                    for (tx, v) in vc[at(4 * i + 2)].iter_mut().enumerate() {
-                        *v = ev(tx, 2) - ev(tx, 1);
-                    }
-                    for (tx, v) in vc[at(4 * i + 3)].iter_mut().enumerate() {
-                        *v = ev(tx, 1) - ev(tx, 3);
-                    }
-                }
-            }
-        },
-    );
-    // One GEMM per position: m[xi] [rows, t] = u[xi] [rows, cin] v[., xi] [cin, t] (rows of
-    // v[., xi] 16 t apart).
-    let v = &s.v;
-    for_chunks(
-        &mut s.m,
+        &mut s.m[..P * rows * t],
         rows * t,
         par,
         || (),
-        |_, xi, mx| {
-            let ux = &f.u[xi * rows * cin..(xi + 1) * rows * cin];
-            gemm_strided(rows, cin, t, ux, &v[xi * t..], P * t, mx);
-        },
+        |_, xi, mx| f.product(xi, 0..rows, v, t, mx),
     );
-    let m = &s.m;
+    let m = &s.m[..P * rows * t];
     for_chunks(
         out,
         h * w,
         par,
-        || vec![0.0f32; 10 * tw],
-        |buf, o, oc| {
+        || vec![0.0f32; 10 * w.div_ceil(2)],
+        |buf, o, oc| output_transform(m, rows, o, t, h, w, oc, buf),
+    );
+}
+
+/// Number of 2x2 output tiles of an h x w image.
+pub(crate) fn tiles(h: usize, w: usize) -> usize {
+    h.div_ceil(2) * w.div_ceil(2)
+}
+
+/// Length of the transformed input of `cin` channels, [`input_transform`]'s `v`.
+pub(crate) fn input_len(cin: usize, h: usize, w: usize) -> usize {
+    P * cin * tiles(h, w)
+}
+
+/// Length of the products of `rows` output channels, [`WinogradFilter::product`]'s `m`.
+pub(crate) fn product_len(rows: usize, h: usize, w: usize) -> usize {
+    P * rows * tiles(h, w)
+}
+
+/// `buf.len() >= len`, growing (zero-filled) only when it is shorter.
+pub(crate) fn grow(buf: &mut Vec<f32>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+}
+
+/// `B^T d B` of every 4x4 input tile of `x` [cin, h, w] (zero padding 1) into `v` [cin, 16,
+/// tiles], channels shared out across the workers when `par`.
+pub(crate) fn input_transform(x: &[f32], cin: usize, h: usize, w: usize, v: &mut [f32], par: bool) {
+    assert_eq!(x.len(), cin * h * w, "winograd: input size");
+    assert_eq!(
+        v.len(),
+        input_len(cin, h, w),
+        "winograd: transformed input size"
+    );
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let t = th * tw;
+    // Tile (ty, tx) reads input rows 2 ty - 1 .. 2 ty + 2 and columns 2 tx - 1 .. 2 tx + 2.
+    // With a row padded to q (x[.][x] at q[x + 1], zeros around), the tile's columns are
+    // q[2 tx .. 2 tx + 4] = (e[tx], o[tx], e[tx + 1], o[tx + 1]) for the even and odd halves
+    // e[k] = q[2 k], o[k] = q[2 k + 1]; each row is split so, and B^T d B is then computed
+    // on contiguous stretches (n1 = tw + 1 values each).
+    let n1 = tw + 1;
+    for_chunks(
+        v,
+        P * t,
+        par,
+        || vec![0.0f32; 16 * n1],
+        |buf, c, vc| {
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    let xc = &x[c * h * w..(c + 1) * h * w];
+                    let (d, q) = buf.split_at_mut(8 * n1);
+                    for ty in 0..th {
+                        // d: the 4 input rows' even halves, then their odd halves.
+                        for j in 0..4 {
+                            let (de, dd) = d.split_at_mut(4 * n1);
+                            let (de, dd) = (&mut de[j * n1..][..n1], &mut dd[j * n1..][..n1]);
+                            match (2 * ty + j).checked_sub(1).filter(|&y| y < h) {
+                                Some(y) => split_row(&xc[y * w..(y + 1) * w], de, dd),
+                                None => {
+                                    de.fill(0.0);
+                                    dd.fill(0.0);
+                                }
+                            }
+                        }
+                        // q: B^T down the columns, rows i = 0..4, each as (even, odd) halves.
+                        let row = |j: usize, odd: usize| &d[(4 * odd + j) * n1..][..n1];
+                        for odd in 0..2 {
+                            let (r0, r1, r2, r3) =
+                                (row(0, odd), row(1, odd), row(2, odd), row(3, odd));
+                            let (lo, hi) = q.split_at_mut(4 * n1);
+                            let (q0, q1) = lo[2 * odd * n1..][..2 * n1].split_at_mut(n1);
+                            let (q2, q3) = hi[2 * odd * n1..][..2 * n1].split_at_mut(n1);
+                            for k in 0..n1 {
+                                q0[k] = r0[k] - r2[k];
+                                q1[k] = r1[k] + r2[k];
+                                q2[k] = r2[k] - r1[k];
+                                q3[k] = r1[k] - r3[k];
+                            }
+                        }
+                        // q row i: even half at (i % 2 + 4 (i / 2)) n1 .. , odd half n1 on
+                        // (layout [q0e q1e q0o q1o q2e q3e q2o q3o]).
+                        for i in 0..4 {
+                            let base = (i / 2) * 4 * n1 + (i % 2) * n1;
+                            let e = &q[base..base + n1];
+                            let o = &q[base + 2 * n1..base + 3 * n1];
+                            let at = |xi: usize| xi * t + ty * tw..xi * t + (ty + 1) * tw;
+                            let (e0, e1, o0, o1) = (&e[..tw], &e[1..], &o[..tw], &o[1..]);
+                            for (k, v) in vc[at(4 * i)].iter_mut().enumerate() {
+                                *v = e0[k] - e1[k];
+                            }
+                            for (k, v) in vc[at(4 * i + 1)].iter_mut().enumerate() {
+                                *v = o0[k] + e1[k];
+                            }
+                            for (k, v) in vc[at(4 * i + 2)].iter_mut().enumerate() {
+                                *v = e1[k] - o0[k];
+                            }
+                            for (k, v) in vc[at(4 * i + 3)].iter_mut().enumerate() {
+                                *v = o0[k] - o1[k];
+                            }
+                        }
+                    }
+                },
+            )
+        },
+    );
+}
+
+/// A row `r` (w values) padded with one zero each side, as q[x + 1] = r[x], split into its
+/// even half `e[k] = q[2 k]` and odd half `o[k] = q[2 k + 1]` (zeros past the row).
+#[inline(always)]
+fn split_row(r: &[f32], e: &mut [f32], o: &mut [f32]) {
+    let w = r.len();
+    e[0] = 0.0;
+    for k in 1..e.len() {
+        e[k] = if 2 * k - 1 < w { r[2 * k - 1] } else { 0.0 };
+    }
+    for (k, v) in o.iter_mut().enumerate() {
+        *v = if 2 * k < w { r[2 * k] } else { 0.0 };
+    }
+}
+
+impl WinogradFilter {
+    /// The products of position `xi` for the output channels `rows` (a range of this
+    /// filter's rows): `m [rows.len(), t] = u[xi][rows] [., cin] v[., xi] [cin, t]`, with `v`
+    /// the transformed input ([`input_transform`], `t` tiles).
+    pub(crate) fn product(
+        &self,
+        xi: usize,
+        rows: std::ops::Range<usize>,
+        v: &[f32],
+        t: usize,
+        m: &mut [f32],
+    ) {
+        let cin = self.cin;
+        let ux = &self.u[(xi * self.rows + rows.start) * cin..(xi * self.rows + rows.end) * cin];
+        gemm_strided(rows.len(), cin, t, ux, &v[xi * t..], P * t, m);
+    }
+}
+
+/// `A^T m A` for output channel `o` of the products `m` [16, rows, t] into `oc` [h, w];
+/// `buf` holds 10 ceil(w/2) values.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn output_transform(
+    m: &[f32],
+    rows: usize,
+    o: usize,
+    t: usize,
+    h: usize,
+    w: usize,
+    oc: &mut [f32],
+    buf: &mut [f32],
+) {
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    debug_assert_eq!(t, th * tw);
+    simd::dispatch(
+        #[inline(always)]
+        || {
             for ty in 0..th {
                 let mx = |xi: usize| &m[(xi * rows + o) * t + ty * tw..][..tw];
                 output_rows(mx, tw, buf, |p, y| {
@@ -201,34 +376,13 @@ pub(crate) fn conv3x3(
                 });
             }
         },
-    );
-}
-
-/// `B^T d` for a row of tiles: the 4 input rows `r` (zeros for padding), B^T =
-/// [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]] applied down the columns, into the 4 rows of
-/// `q` at offset 1 (the padding columns of `q` stay zero).
-fn input_rows(r: [&[f32]; 4], pw: usize, q: &mut [f32]) {
-    let w = r[0].len();
-    let (q0, rest) = q.split_at_mut(pw);
-    let (q1, rest) = rest.split_at_mut(pw);
-    let (q2, q3) = rest.split_at_mut(pw);
-    let (q0, q1, q2, q3) = (
-        &mut q0[1..=w],
-        &mut q1[1..=w],
-        &mut q2[1..=w],
-        &mut q3[1..=w],
-    );
-    for x in 0..w {
-        q0[x] = r[0][x] - r[2][x];
-        q1[x] = r[1][x] + r[2][x];
-        q2[x] = r[2][x] - r[1][x];
-        q3[x] = r[1][x] - r[3][x];
-    }
+    )
 }
 
 /// `A^T m A` for a row of tiles, `m(xi)` position `xi` of every tile (`tw` values), with
 /// A^T = [[1,1,1,0],[0,1,-1,-1]] applied down the columns, then along the rows; `put(p, y)`
 /// receives output row p of the tiles as (even columns, odd columns).
+#[inline(always)]
 fn output_rows<'a>(
     m: impl Fn(usize) -> &'a [f32],
     tw: usize,
