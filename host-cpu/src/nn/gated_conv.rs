@@ -165,7 +165,7 @@ impl GatedConv {
                             for (xi, mx) in m.chunks_exact_mut(2 * rows * t).enumerate() {
                                 f.product(xi, 2 * c0..2 * (c0 + rows), b, t, mx);
                             }
-                            let mut buf = vec![0.0f32; 10 * w.div_ceil(2)];
+                            let mut buf = vec![0.0f32; winograd::output_buf_len(h, w)];
                             let zs = zw.chunks_exact_mut(hw).zip(zg.chunks_exact_mut(hw));
                             for (r, (zwr, zgr)) in zs.enumerate() {
                                 let row = |gate| winograd::gated_row(cout, c0 + r, gate) - 2 * c0;

@@ -198,7 +198,7 @@ pub(crate) fn conv3x3(
         out,
         h * w,
         par,
-        || vec![0.0f32; 10 * w.div_ceil(2)],
+        || vec![0.0f32; output_buf_len(h, w)],
         |buf, o, oc| output_transform(m, rows, o, t, h, w, oc, buf),
     );
 }
@@ -227,6 +227,13 @@ pub(crate) fn grow(buf: &mut Vec<f32>, len: usize) {
 
 /// `B^T d B` of every 4x4 input tile of `x` [cin, h, w] (zero padding 1) into `v` [cin, 16,
 /// tiles], channels shared out across the workers when `par`.
+///
+/// With B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]], per channel: first along the
+/// rows, for every padded input row y (input row y - 1) and tile column tx, the 4 values
+/// `H_j[y][tx] = (d_y B)[j]` of the 4 columns 2 tx .. 2 tx + 4; stored for even and odd y
+/// apart, so that the rows 2 ty, 2 ty + 1, 2 ty + 2, 2 ty + 3 of tile row ty are rows ty
+/// and ty + 1 of the two halves, and the column combinations `v[4 i + j] = (B^T H_j)[i]`
+/// run over all tiles at once (contiguous stretches of `t` values).
 pub(crate) fn input_transform(x: &[f32], cin: usize, h: usize, w: usize, v: &mut [f32], par: bool) {
     assert_eq!(x.len(), cin * h * w, "winograd: input size");
     assert_eq!(
@@ -236,71 +243,70 @@ pub(crate) fn input_transform(x: &[f32], cin: usize, h: usize, w: usize, v: &mut
     );
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
     let t = th * tw;
-    // Tile (ty, tx) reads input rows 2 ty - 1 .. 2 ty + 2 and columns 2 tx - 1 .. 2 tx + 2.
-    // With a row padded to q (x[.][x] at q[x + 1], zeros around), the tile's columns are
-    // q[2 tx .. 2 tx + 4] = (e[tx], o[tx], e[tx + 1], o[tx + 1]) for the even and odd halves
-    // e[k] = q[2 k], o[k] = q[2 k + 1]; each row is split so, and B^T d B is then computed
-    // on contiguous stretches (n1 = tw + 1 values each).
     let n1 = tw + 1;
+    // Per worker: a padded row split into even and odd halves (2 n1), and H: 4 j x 2
+    // parities x (th + 1) rows x tw.
+    let hlen = (th + 1) * tw;
     for_chunks(
         v,
         P * t,
         par,
-        || vec![0.0f32; 16 * n1],
+        || vec![0.0f32; 2 * n1 + 8 * hlen],
         |buf, c, vc| {
             simd::dispatch(
                 #[inline(always)]
                 || {
                     let xc = &x[c * h * w..(c + 1) * h * w];
-                    let (d, q) = buf.split_at_mut(8 * n1);
-                    for ty in 0..th {
-                        // d: the 4 input rows' even halves, then their odd halves.
-                        for j in 0..4 {
-                            let (de, dd) = d.split_at_mut(4 * n1);
-                            let (de, dd) = (&mut de[j * n1..][..n1], &mut dd[j * n1..][..n1]);
-                            match (2 * ty + j).checked_sub(1).filter(|&y| y < h) {
-                                Some(y) => split_row(&xc[y * w..(y + 1) * w], de, dd),
-                                None => {
-                                    de.fill(0.0);
-                                    dd.fill(0.0);
-                                }
+                    let (eo, hb) = buf.split_at_mut(2 * n1);
+                    let (e, o) = eo.split_at_mut(n1);
+                    // Padded rows y = 0 ..= 2 th + 1: input row y - 1, zeros outside.
+                    for y in 0..2 * th + 2 {
+                        match y.checked_sub(1).filter(|&r| r < h) {
+                            Some(r) => split_row(&xc[r * w..(r + 1) * w], e, o),
+                            None => {
+                                e.fill(0.0);
+                                o.fill(0.0);
                             }
                         }
-                        // q: B^T down the columns, rows i = 0..4, each as (even, odd) halves.
-                        let row = |j: usize, odd: usize| &d[(4 * odd + j) * n1..][..n1];
-                        for odd in 0..2 {
-                            let (r0, r1, r2, r3) =
-                                (row(0, odd), row(1, odd), row(2, odd), row(3, odd));
-                            let (lo, hi) = q.split_at_mut(4 * n1);
-                            let (q0, q1) = lo[2 * odd * n1..][..2 * n1].split_at_mut(n1);
-                            let (q2, q3) = hi[2 * odd * n1..][..2 * n1].split_at_mut(n1);
-                            for k in 0..n1 {
-                                q0[k] = r0[k] - r2[k];
-                                q1[k] = r1[k] + r2[k];
-                                q2[k] = r2[k] - r1[k];
-                                q3[k] = r1[k] - r3[k];
-                            }
+                        // The tile's columns are (e[tx], o[tx], e[tx + 1], o[tx + 1]).
+                        let (e0, e1, o0, o1) = (&e[..tw], &e[1..], &o[..tw], &o[1..]);
+                        let at = |j: usize| (2 * j + y % 2) * hlen + y / 2 * tw;
+                        for (k, hv) in hb[at(0)..at(0) + tw].iter_mut().enumerate() {
+                            *hv = e0[k] - e1[k];
                         }
-                        // q row i: even half at (i % 2 + 4 (i / 2)) n1 .. , odd half n1 on
-                        // (layout [q0e q1e q0o q1o q2e q3e q2o q3o]).
-                        for i in 0..4 {
-                            let base = (i / 2) * 4 * n1 + (i % 2) * n1;
-                            let e = &q[base..base + n1];
-                            let o = &q[base + 2 * n1..base + 3 * n1];
-                            let at = |xi: usize| xi * t + ty * tw..xi * t + (ty + 1) * tw;
-                            let (e0, e1, o0, o1) = (&e[..tw], &e[1..], &o[..tw], &o[1..]);
-                            for (k, v) in vc[at(4 * i)].iter_mut().enumerate() {
-                                *v = e0[k] - e1[k];
-                            }
-                            for (k, v) in vc[at(4 * i + 1)].iter_mut().enumerate() {
-                                *v = o0[k] + e1[k];
-                            }
-                            for (k, v) in vc[at(4 * i + 2)].iter_mut().enumerate() {
-                                *v = e1[k] - o0[k];
-                            }
-                            for (k, v) in vc[at(4 * i + 3)].iter_mut().enumerate() {
-                                *v = o0[k] - o1[k];
-                            }
+                        for (k, hv) in hb[at(1)..at(1) + tw].iter_mut().enumerate() {
+                            *hv = o0[k] + e1[k];
+                        }
+                        for (k, hv) in hb[at(2)..at(2) + tw].iter_mut().enumerate() {
+                            *hv = e1[k] - o0[k];
+                        }
+                        for (k, hv) in hb[at(3)..at(3) + tw].iter_mut().enumerate() {
+                            *hv = o0[k] - o1[k];
+                        }
+                    }
+                    // Row 2 ty + a of H_j: the even (a = 0, 2) or odd (a = 1, 3) half, its
+                    // row ty (a < 2) or ty + 1.
+                    let (v0, rest) = vc.split_at_mut(4 * t);
+                    let (v1, rest) = rest.split_at_mut(4 * t);
+                    let (v2, v3) = rest.split_at_mut(4 * t);
+                    for j in 0..4 {
+                        let half = |odd: usize, next: usize| {
+                            let s = (2 * j + odd) * hlen + next * tw;
+                            &hb[s..s + t]
+                        };
+                        let (r0, r1, r2, r3) = (half(0, 0), half(1, 0), half(0, 1), half(1, 1));
+                        let out = j * t..(j + 1) * t;
+                        for (k, vv) in v0[out.clone()].iter_mut().enumerate() {
+                            *vv = r0[k] - r2[k];
+                        }
+                        for (k, vv) in v1[out.clone()].iter_mut().enumerate() {
+                            *vv = r1[k] + r2[k];
+                        }
+                        for (k, vv) in v2[out.clone()].iter_mut().enumerate() {
+                            *vv = r2[k] - r1[k];
+                        }
+                        for (k, vv) in v3[out].iter_mut().enumerate() {
+                            *vv = r1[k] - r3[k];
                         }
                     }
                 },
@@ -341,8 +347,15 @@ impl WinogradFilter {
     }
 }
 
+/// Length of [`output_transform`]'s scratch for an h x w image.
+pub(crate) fn output_buf_len(h: usize, w: usize) -> usize {
+    12 * tiles(h, w)
+}
+
 /// `A^T m A` for output channel `o` of the products `m` [16, rows, t] into `oc` [h, w];
-/// `buf` holds 10 ceil(w/2) values.
+/// `buf` holds [`output_buf_len`] values. A^T = [[1,1,1,0],[0,1,-1,-1]] is applied down the
+/// columns, then along the rows, each over all tiles at once (contiguous stretches of `t`);
+/// then the 2x2 tiles are written out.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn output_transform(
     m: &[f32],
@@ -356,59 +369,51 @@ pub(crate) fn output_transform(
 ) {
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
     debug_assert_eq!(t, th * tw);
+    assert!(buf.len() >= 12 * t, "winograd: output scratch");
     simd::dispatch(
         #[inline(always)]
         || {
+            let mx = |xi: usize| &m[(xi * rows + o) * t..][..t];
+            // s[2 j + p] = (A^T m)[p][j] for every tile, y[2 p + q] = (A^T m A)[p][q].
+            let (s, y) = buf.split_at_mut(8 * t);
+            for j in 0..4 {
+                let (m0, m1, m2, m3) = (mx(j), mx(4 + j), mx(8 + j), mx(12 + j));
+                let (s0, s1) = s[2 * j * t..(2 * j + 2) * t].split_at_mut(t);
+                for k in 0..t {
+                    s0[k] = m0[k] + m1[k] + m2[k];
+                    s1[k] = m1[k] - m2[k] - m3[k];
+                }
+            }
+            for p in 0..2 {
+                let sj = |j: usize| &s[(2 * j + p) * t..(2 * j + p + 1) * t];
+                let (a0, a1, a2, a3) = (sj(0), sj(1), sj(2), sj(3));
+                let (y0, y1) = y[2 * p * t..(2 * p + 2) * t].split_at_mut(t);
+                for k in 0..t {
+                    y0[k] = a0[k] + a1[k] + a2[k];
+                    y1[k] = a1[k] - a2[k] - a3[k];
+                }
+            }
             for ty in 0..th {
-                let mx = |xi: usize| &m[(xi * rows + o) * t + ty * tw..][..tw];
-                output_rows(mx, tw, buf, |p, y| {
+                for p in 0..2 {
                     let oy = 2 * ty + p;
-                    if oy < h {
-                        let row = &mut oc[oy * w..(oy + 1) * w];
-                        for (pair, (&a, &b)) in row.chunks_exact_mut(2).zip(y[0].iter().zip(y[1])) {
-                            pair[0] = a;
-                            pair[1] = b;
-                        }
-                        if w % 2 == 1 {
-                            row[w - 1] = y[0][tw - 1];
-                        }
+                    if oy >= h {
+                        continue;
                     }
-                });
+                    let tiles = ty * tw..(ty + 1) * tw;
+                    let y0 = &y[2 * p * t..][tiles.clone()];
+                    let y1 = &y[(2 * p + 1) * t..][tiles];
+                    let row = &mut oc[oy * w..(oy + 1) * w];
+                    for (pair, (&a, &b)) in row.chunks_exact_mut(2).zip(y0.iter().zip(y1)) {
+                        pair[0] = a;
+                        pair[1] = b;
+                    }
+                    if w % 2 == 1 {
+                        row[w - 1] = y0[tw - 1];
+                    }
+                }
             }
         },
     )
-}
-
-/// `A^T m A` for a row of tiles, `m(xi)` position `xi` of every tile (`tw` values), with
-/// A^T = [[1,1,1,0],[0,1,-1,-1]] applied down the columns, then along the rows; `put(p, y)`
-/// receives output row p of the tiles as (even columns, odd columns).
-#[inline(always)]
-fn output_rows<'a>(
-    m: impl Fn(usize) -> &'a [f32],
-    tw: usize,
-    buf: &mut [f32],
-    mut put: impl FnMut(usize, [&[f32]; 2]),
-) {
-    // s[p][j] = (A^T m)[p][j] for every tile.
-    let (s, y) = buf.split_at_mut(8 * tw);
-    for j in 0..4 {
-        let (m0, m1, m2, m3) = (m(j), m(4 + j), m(8 + j), m(12 + j));
-        let (s0, s1) = s[2 * j * tw..(2 * j + 2) * tw].split_at_mut(tw);
-        for tx in 0..tw {
-            s0[tx] = m0[tx] + m1[tx] + m2[tx];
-            s1[tx] = m1[tx] - m2[tx] - m3[tx];
-        }
-    }
-    let (y0, y1) = y[..2 * tw].split_at_mut(tw);
-    for p in 0..2 {
-        let sj = |j: usize| &s[(2 * j + p) * tw..(2 * j + p + 1) * tw];
-        let (a0, a1, a2, a3) = (sj(0), sj(1), sj(2), sj(3));
-        for tx in 0..tw {
-            y0[tx] = a0[tx] + a1[tx] + a2[tx];
-            y1[tx] = a1[tx] - a2[tx] - a3[tx];
-        }
-        put(p, [y0, y1]);
-    }
 }
 
 #[cfg(test)]
