@@ -74,6 +74,37 @@ impl GatedConv {
         self.forward_owned(params, x.as_standard_layout().into_owned())
     }
 
+    /// [`GatedConv::forward_owned`] followed by `out += add[n, c]` (a value per sample and
+    /// output channel) and then, if given, `out = (out + residual) * scale`, fused into the
+    /// gate's pass (the same operations in the same order as done after it).
+    pub fn forward_owned_with(
+        &self,
+        params: &ParamStore,
+        x: Array4<f32>,
+        epilogue: &Epilogue<'_>,
+    ) -> (Array4<f32>, GatedConvCache) {
+        let x = if x.is_standard_layout() {
+            x
+        } else {
+            x.as_standard_layout().into_owned()
+        };
+        let (n, _, h, w) = x.dim();
+        let mut z = Array4::<f32>::zeros((n, 2 * self.cout, h, w));
+        let out = self.run(params, &x, Some(&mut z), epilogue);
+        (out, GatedConvCache { x, z })
+    }
+
+    /// [`GatedConv::forward_inference`] with an [`Epilogue`] as in
+    /// [`GatedConv::forward_owned_with`].
+    pub fn forward_inference_with(
+        &self,
+        params: &ParamStore,
+        x: &Array4<f32>,
+        epilogue: &Epilogue<'_>,
+    ) -> Array4<f32> {
+        self.run(params, &x.as_standard_layout(), None, epilogue)
+    }
+
     /// [`GatedConv::forward`] taking ownership of the input (kept for the backward pass
     /// without a copy).
     pub fn forward_owned(
@@ -88,13 +119,13 @@ impl GatedConv {
         };
         let (n, _, h, w) = x.dim();
         let mut z = Array4::<f32>::zeros((n, 2 * self.cout, h, w));
-        let out = self.run(params, &x, Some(&mut z));
+        let out = self.run(params, &x, Some(&mut z), &Epilogue::default());
         (out, GatedConvCache { x, z })
     }
 
     /// The output alone (inference: nothing kept).
     pub fn forward_inference(&self, params: &ParamStore, x: &Array4<f32>) -> Array4<f32> {
-        self.run(params, &x.as_standard_layout(), None)
+        self.run(params, &x.as_standard_layout(), None, &Epilogue::default())
     }
 
     /// out = zw * sigmoid(zg) + b with [zw; zg] = [W; G] im2col(x) per sample. With `keep`,
@@ -112,9 +143,24 @@ impl GatedConv {
         params: &ParamStore,
         x: &ndarray::ArrayBase<impl ndarray::Data<Elem = f32>, ndarray::Ix4>,
         keep: Option<&mut Array4<f32>>,
+        epilogue: &Epilogue<'_>,
     ) -> Array4<f32> {
         let (n, cin, h, w) = x.dim();
         assert_eq!(cin, self.cin, "GatedConv: input channels");
+        if let Some(a) = epilogue.add {
+            assert_eq!(
+                a.dim(),
+                (n, self.cout),
+                "GatedConv: per-channel addend shape"
+            );
+        }
+        if let Some((r, _)) = epilogue.residual {
+            assert_eq!(r.dim(), (n, self.cout, h, w), "GatedConv: residual shape");
+        }
+        let add = epilogue.add.map(|a| a.as_standard_layout().into_owned());
+        let add = add.as_ref().map(|a| a.as_slice().unwrap());
+        let residual = epilogue.residual.map(|(r, s)| (r.as_standard_layout(), s));
+        let residual = residual.as_ref().map(|(r, s)| (r.as_slice().unwrap(), *s));
         let hw = h * w;
         let (cout, kd, k) = (self.cout, self.kdim(), self.k);
         let (wt, gt) = (
@@ -198,7 +244,12 @@ impl GatedConv {
                         gemm(rows, kd, hw, &gt[c0 * kd..(c0 + rows) * kd], b, zg);
                     }
                 }
-                gate(o, zw, zg, &bias[c0..c0 + rows], hw);
+                let chans = i * cout + c0..i * cout + c0 + rows;
+                let epi = BlockEpilogue {
+                    add: add.map(|a| &a[chans.clone()]),
+                    residual: residual.map(|(r, s)| (&r[chans.start * hw..chans.end * hw], s)),
+                };
+                gate(o, zw, zg, &bias[c0..c0 + rows], &epi, hw);
             };
             // Block j: its output channels and, when kept, its rows of [zw; sigmoid(zg)].
             let run_block = |(j, (o, z)): (usize, BlockOut<'_>)| match z {
@@ -387,22 +438,56 @@ thread_local! {
     static Z: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `o = zw * sigmoid(zg) + b` per channel (`hw` values each), leaving `sigmoid(zg)` in `zg`.
-fn gate(o: &mut [f32], zw: &[f32], zg: &mut [f32], bias: &[f32], hw: usize) {
+/// What [`GatedConv::forward_owned_with`] and [`GatedConv::forward_inference_with`] apply
+/// after the gate: `out += add[n, c]`, then `out = (out + residual) * scale`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// A value per sample and output channel, [N, cout].
+    pub add: Option<&'a ndarray::Array2<f32>>,
+    /// A tensor of the output's shape and the scale applied after adding it.
+    pub residual: Option<(&'a Array4<f32>, f32)>,
+}
+
+/// [`Epilogue`] for one block of channels of one sample.
+struct BlockEpilogue<'a> {
+    add: Option<&'a [f32]>,
+    residual: Option<(&'a [f32], f32)>,
+}
+
+/// `o = zw * sigmoid(zg) + b` per channel (`hw` values each), leaving `sigmoid(zg)` in `zg`,
+/// then the epilogue.
+fn gate(o: &mut [f32], zw: &[f32], zg: &mut [f32], bias: &[f32], e: &BlockEpilogue, hw: usize) {
     simd::dispatch(
         #[inline(always)]
-        || gate_portable(o, zw, zg, bias, hw),
+        || gate_portable(o, zw, zg, bias, e, hw),
     )
 }
 
 #[inline(always)]
-fn gate_portable(o: &mut [f32], zw: &[f32], zg: &mut [f32], bias: &[f32], hw: usize) {
+fn gate_portable(
+    o: &mut [f32],
+    zw: &[f32],
+    zg: &mut [f32],
+    bias: &[f32],
+    e: &BlockEpilogue,
+    hw: usize,
+) {
     for (c, &b) in bias.iter().enumerate() {
         let r = c * hw..(c + 1) * hw;
-        for ((o, &a), g) in o[r.clone()].iter_mut().zip(&zw[r.clone()]).zip(&mut zg[r]) {
+        let (oc, zwc, zgc) = (&mut o[r.clone()], &zw[r.clone()], &mut zg[r.clone()]);
+        for ((o, &a), g) in oc.iter_mut().zip(zwc).zip(zgc.iter_mut()) {
             let sg = sigmoid(*g);
             *g = sg;
             *o = a * sg + b;
+        }
+        if let Some(add) = e.add {
+            let ac = add[c];
+            oc.iter_mut().for_each(|o| *o += ac);
+        }
+        if let Some((res, scale)) = e.residual {
+            for (o, &v) in oc.iter_mut().zip(&res[r]) {
+                *o = (*o + v) * scale;
+            }
         }
     }
 }
@@ -544,6 +629,58 @@ mod tests {
                     }
                 });
             }
+        }
+    }
+
+    /// The fused epilogue is the separate passes it replaces, bit for bit: `out + add[n, c]`,
+    /// then `(out + residual) / sqrt(2)`, for the batch and one image on 2 workers (blocks).
+    #[test]
+    fn epilogue_is_the_separate_passes() {
+        let mut rng = AmbientRng::new(12);
+        for &(cin, cout, k, h, w) in &[(3, 16, 3, 20, 20), (5, 24, 3, 7, 7)] {
+            let (conv, params) = layer(cin, cout, k, &mut rng);
+            let n = 2;
+            let mut x = Array4::<f32>::zeros((n, cin, h, w));
+            x.iter_mut().for_each(|v| *v = rng.normal());
+            let mut add = ndarray::Array2::<f32>::zeros((n, cout));
+            add.iter_mut().for_each(|v| *v = rng.normal());
+            let mut res = Array4::<f32>::zeros((n, cout, h, w));
+            res.iter_mut().for_each(|v| *v = rng.normal());
+            let scale = std::f32::consts::FRAC_1_SQRT_2;
+            let plain = conv.forward_inference(&params, &x);
+            let mut want_add = plain.clone();
+            for ((i, c, _, _), v) in want_add.indexed_iter_mut() {
+                *v += add[[i, c]];
+            }
+            let want_res = ndarray::Zip::from(&plain)
+                .and(&res)
+                .map_collect(|&o, &r| (o + r) * scale);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let e_add = Epilogue {
+                    add: Some(&add),
+                    residual: None,
+                };
+                let e_res = Epilogue {
+                    add: None,
+                    residual: Some((&res, scale)),
+                };
+                assert!(conv.forward_inference_with(&params, &x, &e_add) == want_add);
+                assert!(conv.forward_inference_with(&params, &x, &e_res) == want_res);
+                let (kept, _) = conv.forward_owned_with(&params, x.clone(), &e_res);
+                assert!(kept == want_res);
+                let x0 = x.slice(ndarray::s![0..1, .., .., ..]).to_owned();
+                let r0 = res.slice(ndarray::s![0..1, .., .., ..]).to_owned();
+                let e0 = Epilogue {
+                    add: None,
+                    residual: Some((&r0, scale)),
+                };
+                let one = conv.forward_inference_with(&params, &x0, &e0);
+                assert!(one == want_res.slice(ndarray::s![0..1, .., .., ..]));
+            });
         }
     }
 }
