@@ -325,15 +325,18 @@ impl GatedConv {
             let r = i * cout * hw..(i + 1) * cout * hw;
             let (zw, sg) = zs[2 * r.start..2 * r.end].split_at(cout * hw);
             let (dzw, dzg) = acc.dz_for(2 * cout * hw).split_at_mut(cout * hw);
-            for (((dw, dg), &d), (&a, &s)) in dzw
-                .iter_mut()
-                .zip(dzg.iter_mut())
-                .zip(&ds[r.clone()])
-                .zip(zw.iter().zip(sg))
-            {
-                *dw = d * s;
-                *dg = d * a * s * (1.0 - s);
-            }
+            let d = &ds[r.clone()];
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    let dg = dzw.iter_mut().zip(dzg.iter_mut());
+                    for (((dw, dg), &d), (&a, &s)) in dg.zip(d).zip(zw.iter().zip(sg)) {
+                        *dw = d * s;
+                        *dg = d * a * s * (1.0 - s);
+                    }
+                },
+            );
+            let dz = 0..2 * cout * hw;
             if want_grads {
                 for c in 0..cout {
                     let row = &ds[r.start + c * hw..r.start + (c + 1) * hw];
@@ -344,7 +347,7 @@ impl GatedConv {
                     xi
                 } else {
                     im2col(xi, cin, h, w, k, acc.col_for(kd * hw));
-                    &acc.col
+                    &acc.s.col[..kd * hw]
                 };
                 // dWst += dz col^T: [2cout, hw] x [hw, kd].
                 sgemm(
@@ -352,7 +355,7 @@ impl GatedConv {
                     hw,
                     kd,
                     1.0,
-                    &acc.dz,
+                    &acc.s.dz[dz.clone()],
                     false,
                     col,
                     true,
@@ -362,16 +365,15 @@ impl GatedConv {
             }
             if let Some(f) = &wino {
                 // dx = the adjoint 3x3 convolution of dz.
-                winograd::conv3x3(f, &acc.dz, h, w, dxi, split, &mut acc.wino);
+                winograd::conv3x3(f, &acc.s.dz[dz], h, w, dxi, split, &mut acc.s.wino);
             } else if k == 1 {
                 // dx = Wst^T dz: [kd = cin, 2cout] x [2cout, hw].
-                gemm_rows_t(2 * cout, kd, &st, &acc.dz, dxi, split);
+                gemm_rows_t(2 * cout, kd, &st, &acc.s.dz[dz], dxi, split);
             } else {
-                let mut dcol = std::mem::take(&mut acc.dcol);
-                dcol.resize(kd * hw, 0.0);
-                gemm_rows_t(2 * cout, kd, &st, &acc.dz, &mut dcol, split);
-                col2im(&dcol, cin, h, w, k, dxi);
-                acc.dcol = dcol;
+                let s = &mut acc.s;
+                winograd::grow(&mut s.dcol, kd * hw);
+                gemm_rows_t(2 * cout, kd, &st, &s.dz[dz], &mut s.dcol[..kd * hw], split);
+                col2im(&s.dcol[..kd * hw], cin, h, w, k, dxi);
             }
         };
         // A fixed split of the batch (it depends on N only), each part summed in sample
@@ -388,6 +390,7 @@ impl GatedConv {
                 for (j, dxi) in dxc.chunks_mut(cin * hw).enumerate() {
                     one(&mut acc, p * chunk + j, dxi);
                 }
+                acc.give_back();
                 acc
             })
             .collect();
@@ -419,6 +422,13 @@ const GRAD_PARTS: usize = 8;
 struct Accum {
     dw: Vec<f32>,
     db: Vec<f64>,
+    s: BackwardScratch,
+}
+
+/// The backward pass's buffers of one worker (kept between calls in [`BACKWARD`]; only a
+/// prefix of each is used).
+#[derive(Default)]
+struct BackwardScratch {
     dz: Vec<f32>,
     col: Vec<f32>,
     dcol: Vec<f32>,
@@ -436,6 +446,8 @@ thread_local! {
     static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// A block's [zw; zg] when the forward pass keeps nothing.
     static Z: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The backward pass's scratch.
+    static BACKWARD: RefCell<BackwardScratch> = RefCell::new(BackwardScratch::default());
 }
 
 /// What [`GatedConv::forward_owned_with`] and [`GatedConv::forward_inference_with`] apply
@@ -513,19 +525,25 @@ impl Accum {
         Accum {
             dw,
             db,
-            dz: Vec::new(),
-            col: Vec::new(),
-            dcol: Vec::new(),
-            wino: winograd::Scratch::default(),
+            s: BACKWARD.with_borrow_mut(std::mem::take),
         }
     }
+    /// Returns the scratch to this thread's slot (unless a job run meanwhile left its own).
+    fn give_back(&mut self) {
+        let s = std::mem::take(&mut self.s);
+        BACKWARD.with_borrow_mut(|slot| {
+            if slot.dz.is_empty() {
+                *slot = s;
+            }
+        });
+    }
     fn dz_for(&mut self, len: usize) -> &mut [f32] {
-        self.dz.resize(len, 0.0);
-        &mut self.dz
+        winograd::grow(&mut self.s.dz, len);
+        &mut self.s.dz[..len]
     }
     fn col_for(&mut self, len: usize) -> &mut [f32] {
-        self.col.resize(len, 0.0);
-        &mut self.col
+        winograd::grow(&mut self.s.col, len);
+        &mut self.s.col[..len]
     }
 }
 
