@@ -1,8 +1,12 @@
 //! `GatedConv(k)`: `out = conv(x, W) * sigmoid(conv(x, G)) + b`, stride 1, zero padding k/2,
-//! ONE sigmoid, the bias on the main path only. Both convolutions are computed together with
-//! `[W; G]` stacked as 2*cout output rows: for k = 3 on large enough images by Winograd
-//! F(2x2, 3x3) (forward and input gradient, see `winograd::suits`), otherwise (and for the weight gradient) as one SGEMM per sample with the
-//! im2col matrix of the input.
+//! ONE sigmoid, the bias on the main path only. Forward: per sample, the input stage (im2col,
+//! or for k = 3 on large enough images Winograd F(2x2, 3x3)'s input transform, see
+//! `winograd::suits`), then blocks of output channels, each its rows of W and G (GEMMs on the
+//! parameters in place, or the Winograd products with the filter in block-interleaved row
+//! order) and the gate, with an optional fused epilogue (per-channel addend, scaled
+//! residual). Backward: dz per sample, the weight gradient as SGEMMs of dz with the im2col
+//! matrices (several small images per product), and the input gradient by the adjoint
+//! Winograd convolution or `[W; G]^T dz` and col2im.
 
 use super::gemm::{gemm, gemm_rows_t, row_split, sgemm};
 use super::im2col::{col2im, im2col};
