@@ -212,6 +212,18 @@ impl UNet {
         c_noise: &[f32],
         keep: bool,
     ) -> (Array4<f32>, Option<ForwardCache>) {
+        // On a worker of the pool: the layers' parallel regions then fork and join between
+        // workers, instead of each being sent to the pool from outside and waited for.
+        rayon::scope(|_| self.run_layers(params, f_in, c_noise, keep))
+    }
+
+    fn run_layers(
+        &self,
+        params: &ParamStore,
+        f_in: &Array4<f32>,
+        c_noise: &[f32],
+        keep: bool,
+    ) -> (Array4<f32>, Option<ForwardCache>) {
         let levels = self.cfg.mult.len();
         let (emb, emb_cache) = self.emb.forward(params, c_noise);
         let block = |b: &ResBlock, x: &Array4<f32>| {
@@ -293,7 +305,7 @@ impl UNet {
         if let Err(e) = self.check_params(grads) {
             panic!("UNet::backward: gradient store: {e}");
         }
-        self.backward_impl(params, cache, d_f, Some(grads))
+        rayon::scope(|_| self.backward_impl(params, cache, d_f, Some(grads)))
     }
 
     /// dL/dF_in only, without parameter gradients (vector-Jacobian product to the input).
@@ -303,7 +315,7 @@ impl UNet {
         cache: &ForwardCache,
         d_f: &Array4<f32>,
     ) -> Array4<f32> {
-        self.backward_impl(params, cache, d_f, None)
+        rayon::scope(|_| self.backward_impl(params, cache, d_f, None))
     }
 
     fn backward_impl(
@@ -478,6 +490,48 @@ mod bench {
                 1e3 * cpu[1],
                 1e3 * cpu[2],
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod profile {
+    use super::*;
+    use crate::init::init_params;
+    use ambient_core::AmbientRng;
+
+    /// A loop to profile under `perf record` (AMBIENT_PROFILE_N images at batch
+    /// AMBIENT_PROFILE_BATCH, inference).
+    #[test]
+    #[ignore]
+    fn profile_loop() {
+        let n: usize = std::env::var("AMBIENT_PROFILE_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        let b: usize = std::env::var("AMBIENT_PROFILE_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let train = std::env::var("AMBIENT_PROFILE_TRAIN").is_ok();
+        let cfg = UNetConfig::spec_mnist();
+        let net = UNet::new(&cfg).unwrap();
+        let mut rng = AmbientRng::new(1);
+        let mut params = init_params(&cfg, &mut rng);
+        for p in params.params.iter_mut() {
+            p.data.iter_mut().for_each(|v| *v += 0.01 * rng.normal());
+        }
+        let mut f_in = Array4::<f32>::zeros((b, 2, 28, 28));
+        f_in.iter_mut().for_each(|v| *v = rng.normal());
+        let c_noise: Vec<f32> = (0..b).map(|i| i as f32 * 0.01 - 0.3).collect();
+        let mut grads = params.zeros_like();
+        for _ in 0..n {
+            if train {
+                let (f, cache) = net.forward(&params, &f_in, &c_noise);
+                net.backward(&params, &cache, &f, &mut grads);
+            } else {
+                std::hint::black_box(net.forward_inference(&params, &f_in, &c_noise));
+            }
         }
     }
 }

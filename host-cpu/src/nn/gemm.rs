@@ -170,7 +170,8 @@ pub(crate) fn row_split(n: usize) -> usize {
 }
 
 /// `c [m, n] = a [m, k] b [k, n]` (row-major slices), the rows of `c` in `parts` blocks
-/// computed in parallel.
+/// computed in parallel (the tests' check of the row split that [`gemm_rows_t`] uses).
+#[cfg(test)]
 pub(crate) fn gemm_rows(m: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], parts: usize) {
     gemm_rows_mat(Mat::new(a, m, k), b, c, parts);
 }
@@ -179,6 +180,11 @@ pub(crate) fn gemm_rows(m: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32],
 /// [`gemm_rows`].
 pub(crate) fn gemm_rows_t(m: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], parts: usize) {
     gemm_rows_mat(Mat::new(a, m, k).transposed(), b, c, parts);
+}
+
+/// `c [m, n] = a [m, k] b [k, n]`, all row-major (one worker).
+pub(crate) fn gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    product(1.0, Mat::new(a, m, k), Mat::new(b, k, n), 0.0, c);
 }
 
 /// `c [m, n] = a [m, k] b [k, n]` with `a` and `c` row-major and the rows of `b` `b_rs`

@@ -2,14 +2,23 @@
 //! the input patches of one sample as the columns of a [cin k k, H W] matrix.
 
 /// The im2col matrix of one sample `x` [cin, h, w] for a k x k kernel with zero padding k/2:
-/// `col[(c k + ky) k + kx, y w + x] = x[c, y + ky - k/2, x + kx - k/2]` (0 outside).
-pub(crate) fn im2col(x: &[f32], cin: usize, h: usize, w: usize, k: usize, col: &mut [f32]) {
+/// `col[(c k + ky) k + kx, y w + x] = x[c, y + ky - k/2, x + kx - k/2]` (0 outside), its rows
+/// `ld` apart (ld >= h w; the rest of each row is left as it is).
+pub(crate) fn im2col(
+    x: &[f32],
+    cin: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    col: &mut [f32],
+    ld: usize,
+) {
     let p = k / 2;
     let hw = h * w;
     for c in 0..cin {
         for ky in 0..k {
             for kx in 0..k {
-                let row = &mut col[((c * k + ky) * k + kx) * hw..][..hw];
+                let row = &mut col[((c * k + ky) * k + kx) * ld..][..hw];
                 // Valid output columns: 0 <= ox + kx - p < w.
                 let lo = p.saturating_sub(kx);
                 let hi = (w + p).saturating_sub(kx).min(w);
@@ -30,16 +39,24 @@ pub(crate) fn im2col(x: &[f32], cin: usize, h: usize, w: usize, k: usize, col: &
     }
 }
 
-/// The adjoint of [`im2col`]: `dx[c, iy, ix] += dcol[row, oy w + ox]` over every use.
-/// `dx` is overwritten.
-pub(crate) fn col2im(dcol: &[f32], cin: usize, h: usize, w: usize, k: usize, dx: &mut [f32]) {
+/// The adjoint of [`im2col`]: `dx[c, iy, ix] += dcol[row, oy w + ox]` over every use, the
+/// rows of `dcol` `ld` apart. `dx` is overwritten.
+pub(crate) fn col2im(
+    dcol: &[f32],
+    cin: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    dx: &mut [f32],
+    ld: usize,
+) {
     let p = k / 2;
     let hw = h * w;
     dx.fill(0.0);
     for c in 0..cin {
         for ky in 0..k {
             for kx in 0..k {
-                let row = &dcol[((c * k + ky) * k + kx) * hw..][..hw];
+                let row = &dcol[((c * k + ky) * k + kx) * ld..][..hw];
                 let lo = p.saturating_sub(kx);
                 let hi = (w + p).saturating_sub(kx).min(w);
                 if lo >= hi {
@@ -72,7 +89,7 @@ mod tests {
         // outputs (0,0), (0,1), (1,0), (1,1).
         let x = [1.0, 2.0, 3.0, 4.0];
         let mut col = [9.0f32; 36];
-        im2col(&x, 1, 2, 2, 3, &mut col);
+        im2col(&x, 1, 2, 2, 3, &mut col, 4);
         let want: [[f32; 4]; 9] = [
             [0.0, 0.0, 0.0, 1.0], // (-1,-1)
             [0.0, 0.0, 1.0, 2.0], // (-1, 0)
@@ -100,9 +117,9 @@ mod tests {
             .map(|i| ((i * 5) % 13) as f32 - 6.0)
             .collect();
         let mut col = vec![0.0; c.len()];
-        im2col(&x, cin, h, w, k, &mut col);
+        im2col(&x, cin, h, w, k, &mut col, h * w);
         let mut dx = vec![0.0; x.len()];
-        col2im(&c, cin, h, w, k, &mut dx);
+        col2im(&c, cin, h, w, k, &mut dx, h * w);
         let lhs: f32 = col.iter().zip(&c).map(|(a, b)| a * b).sum();
         let rhs: f32 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
         // Integer-valued terms well inside f32's exact range: equality is exact.

@@ -14,6 +14,7 @@ pub mod linear;
 pub mod resample;
 pub mod resblock;
 pub mod silu;
+pub(crate) mod simd;
 pub mod winograd;
 
 use crate::params::ParamStore;

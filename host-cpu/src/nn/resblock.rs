@@ -5,12 +5,13 @@
 //! out = (h + skip) / sqrt(2),  skip = x if cin == cout else GatedConv(1)(x)
 //! ```
 
-use super::gated_conv::{GatedConv, GatedConvCache};
+use super::gated_conv::{Epilogue, GatedConv, GatedConvCache};
 use super::group_norm::{GroupNorm, GroupNormCache};
 use super::linear::Linear;
 use crate::params::ParamStore;
 use ndarray::{Array2, Array4, Zip};
 use rayon::prelude::*;
+use std::f32::consts::FRAC_1_SQRT_2;
 
 /// One residual block and its parameters `{prefix}.*`.
 #[derive(Debug, Clone)]
@@ -78,22 +79,26 @@ impl ResBlock {
         emb: &Array2<f32>,
     ) -> (Array4<f32>, ResBlockCache) {
         let (a1, n1) = self.norm1.forward_silu(params, x);
-        let (mut h, c1) = self.conv1.forward_owned(params, a1);
-        add_per_channel(&mut h, &self.emb_proj.forward(params, emb));
+        let e = self.emb_proj.forward(params, emb);
+        let add = Epilogue {
+            add: Some(&e),
+            residual: None,
+        };
+        let (h, c1) = self.conv1.forward_owned_with(params, a1, &add);
         let (a2, n2) = self.norm2.forward_silu(params, &h);
         drop(h);
-        let (mut out, c2) = self.conv2.forward_owned(params, a2);
-        let skip = match &self.skip {
+        let (s, skip) = match &self.skip {
             Some(conv) => {
                 let (s, sc) = conv.forward(params, x);
-                add_scaled_residual(&mut out, &s);
-                Some(sc)
+                (Some(s), Some(sc))
             }
-            None => {
-                add_scaled_residual(&mut out, x);
-                None
-            }
+            None => (None, None),
         };
+        let residual = Epilogue {
+            add: None,
+            residual: Some((s.as_ref().unwrap_or(x), FRAC_1_SQRT_2)),
+        };
+        let (out, c2) = self.conv2.forward_owned_with(params, a2, &residual);
         let cache = ResBlockCache {
             n1,
             c1,
@@ -113,17 +118,24 @@ impl ResBlock {
         emb: &Array2<f32>,
     ) -> Array4<f32> {
         let a1 = self.norm1.forward_silu_inference(params, x);
-        let mut h = self.conv1.forward_inference(params, &a1);
+        let e = self.emb_proj.forward(params, emb);
+        let add = Epilogue {
+            add: Some(&e),
+            residual: None,
+        };
+        let h = self.conv1.forward_inference_with(params, &a1, &add);
         drop(a1);
-        add_per_channel(&mut h, &self.emb_proj.forward(params, emb));
         let a2 = self.norm2.forward_silu_inference(params, &h);
         drop(h);
-        let mut out = self.conv2.forward_inference(params, &a2);
-        match &self.skip {
-            Some(conv) => add_scaled_residual(&mut out, &conv.forward_inference(params, x)),
-            None => add_scaled_residual(&mut out, x),
-        }
-        out
+        let s = self
+            .skip
+            .as_ref()
+            .map(|conv| conv.forward_inference(params, x));
+        let residual = Epilogue {
+            add: None,
+            residual: Some((s.as_ref().unwrap_or(x), FRAC_1_SQRT_2)),
+        };
+        self.conv2.forward_inference_with(params, &a2, &residual)
     }
 
     /// Adds the block's parameter gradients to `grads` (if given); returns (dL/dx, dL/demb).
@@ -176,21 +188,4 @@ impl ResBlock {
         }
         (dx, d_emb)
     }
-}
-
-/// `h[n, c, :, :] += e[n, c]`.
-fn add_per_channel(h: &mut Array4<f32>, e: &Array2<f32>) {
-    for (mut hs, es) in h.outer_iter_mut().zip(e.outer_iter()) {
-        for (mut hc, &ev) in hs.outer_iter_mut().zip(es.iter()) {
-            hc += ev;
-        }
-    }
-}
-
-/// `out <- (out + skip) / sqrt(2)`.
-fn add_scaled_residual(out: &mut Array4<f32>, skip: &Array4<f32>) {
-    let scale = std::f32::consts::FRAC_1_SQRT_2;
-    Zip::from(out)
-        .and(skip)
-        .par_for_each(|o, &v| *o = (*o + v) * scale);
 }

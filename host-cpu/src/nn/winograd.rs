@@ -8,6 +8,7 @@
 //! gradient.
 
 use super::gemm::gemm_strided;
+use super::simd;
 use rayon::prelude::*;
 
 /// Positions in a transformed 4x4 tile.
@@ -20,7 +21,8 @@ const MIN_TILES: usize = 100;
 /// [`MIN_TILES`] tiles. Smaller images (14 x 14 and 7 x 7 in the spec network) have GEMMs of
 /// at most 49 columns, and 7 x 7 wastes 30% on partial tiles: there Winograd measured slower
 /// than im2col for one image (split across the workers) and barely faster for a batch of 64
-/// (CPU time, this 2-core Zen 4). The choice depends
+/// (CPU time, this 2-core Zen 4); measured again with the faster transforms, a threshold of
+/// 49 tiles (14 x 14 through Winograd) changed neither within the noise. The choice depends
 /// on the layer and image size only, never on the batch, so one image alone computes what it
 /// computes inside a batch.
 pub(crate) fn suits(k: usize, h: usize, w: usize) -> bool {
@@ -37,6 +39,7 @@ pub(crate) struct WinogradFilter {
 
 impl WinogradFilter {
     /// The transform of `w` [rows, cin, 3, 3] (row-major).
+    #[cfg(test)]
     pub(crate) fn new(w: &[f32], rows: usize, cin: usize) -> Self {
         Self::build(rows, cin, |o, c| {
             let g = &w[(o * cin + c) * 9..][..9];
@@ -54,19 +57,74 @@ impl WinogradFilter {
         })
     }
 
+    /// The transform of a gated convolution's stacked kernels `[w; g]`, each [cout, cin, 3,
+    /// 3] (row-major): rows 0..cout are `w`'s output channels, cout..2 cout `g`'s.
+    /// Rows in groups of [`gated_group`] channels, each group's main rows followed by its
+    /// gate rows ([`gated_row`]), so that a block of whole groups is one run of rows.
+    pub(crate) fn gated(w: &[f32], g: &[f32], cout: usize, cin: usize) -> Self {
+        assert_eq!(w.len(), cout * cin * 9, "winograd: main kernel size");
+        assert_eq!(g.len(), cout * cin * 9, "winograd: gate kernel size");
+        let grp = gated_group(cout);
+        Self::build(2 * cout, cin, |row, c| {
+            let within = row % (2 * grp);
+            let (src, ch) = if within < grp {
+                (w, row / (2 * grp) * grp + within)
+            } else {
+                (g, row / (2 * grp) * grp + within - grp)
+            };
+            let k = &src[(ch * cin + c) * 9..][..9];
+            std::array::from_fn(|i| k[i])
+        })
+    }
+
     fn build(rows: usize, cin: usize, kernel: impl Fn(usize, usize) -> [f32; 9]) -> Self {
-        // The tiles in (o, c) order, then regrouped by position.
-        let tiles: Vec<[f32; P]> = (0..rows * cin)
-            .map(|oc| filter_tile(&kernel(oc / cin, oc % cin)))
-            .collect();
-        let u = (0..P)
-            .flat_map(|xi| tiles.iter().map(move |t| t[xi]))
-            .collect();
+        // Tiles in runs of CHUNK (o, c) pairs, each run then written position by position
+        // (16 contiguous stretches rather than 16 scattered values per tile).
+        const CHUNK: usize = 64;
+        let stride = rows * cin;
+        let mut u = vec![0.0f32; P * stride];
+        let mut tiles = [[0.0f32; P]; CHUNK];
+        simd::dispatch(
+            #[inline(always)]
+            || {
+                for start in (0..stride).step_by(CHUNK) {
+                    let len = CHUNK.min(stride - start);
+                    for (j, t) in tiles[..len].iter_mut().enumerate() {
+                        let oc = start + j;
+                        *t = filter_tile(&kernel(oc / cin, oc % cin));
+                    }
+                    for xi in 0..P {
+                        let dst = &mut u[xi * stride + start..][..len];
+                        for (d, t) in dst.iter_mut().zip(&tiles[..len]) {
+                            *d = t[xi];
+                        }
+                    }
+                }
+            },
+        );
         WinogradFilter { rows, cin, u }
     }
 }
 
+/// Channels per group in the row order of [`WinogradFilter::gated`]: 8 (whole register tiles
+/// of the GEMM kernels), or all `cout` when 8 does not divide it.
+pub(crate) fn gated_group(cout: usize) -> usize {
+    if cout.is_multiple_of(8) {
+        8
+    } else {
+        cout
+    }
+}
+
+/// The row of [`WinogradFilter::gated`] holding channel `ch` of the main (`gate` false) or
+/// the gate convolution.
+pub(crate) fn gated_row(cout: usize, ch: usize, gate: bool) -> usize {
+    let grp = gated_group(cout);
+    ch / grp * 2 * grp + ch % grp + if gate { grp } else { 0 }
+}
+
 /// `G g G^T` for a 3x3 kernel `g` (row-major), G = [[1,0,0],[1/2,1/2,1/2],[1/2,-1/2,1/2],[0,0,1]].
+#[inline(always)]
 fn filter_tile(g: &[f32; 9]) -> [f32; P] {
     let gcol = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
     // Rows of G g (4 x 3), column by column.
@@ -121,140 +179,242 @@ pub(crate) fn conv3x3(
     s: &mut Scratch,
 ) {
     let (rows, cin) = (f.rows, f.cin);
-    assert_eq!(x.len(), cin * h * w, "winograd: input size");
     assert_eq!(out.len(), rows * h * w, "winograd: output size");
-    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    let t = th * tw;
+    let t = tiles(h, w);
     let par = parts > 1;
-    s.v.resize(P * cin * t, 0.0);
-    s.m.resize(P * rows * t, 0.0);
-    // Tile (ty, tx) reads input rows 2 ty - 1 .. 2 ty + 2 and columns 2 tx - 1 .. 2 tx + 2;
-    // q holds 4 rows of width pw = 2 tw + 2 with x[.][x] at x + 1 and zeros around.
-    let pw = 2 * tw + 2;
-    let zeros = vec![0.0f32; w];
+    grow(&mut s.v, P * cin * t);
+    grow(&mut s.m, P * rows * t);
+    input_transform(x, cin, h, w, &mut s.v[..P * cin * t], par);
+    // One GEMM per position: m[xi] [rows, t] = u[xi] [rows, cin] v[., xi] [cin, t].
+    let v = &s.v[..P * cin * t];
     for_chunks(
-        &mut s.v,
-        P * t,
-        par,
-        || vec![0.0f32; 4 * pw],
-        |q, c, vc| {
-            let xc = &x[c * h * w..(c + 1) * h * w];
-            for ty in 0..th {
-                let r: [&[f32]; 4] = std::array::from_fn(|i| match (2 * ty + i).checked_sub(1) {
-                    Some(y) if y < h => &xc[y * w..(y + 1) * w],
-                    _ => &zeros[..],
-                });
-                input_rows(r, pw, q);
-                for (i, qi) in q.chunks_exact(pw).enumerate() {
-                    let at = |xi: usize| xi * t + ty * tw..xi * t + (ty + 1) * tw;
-                    let ev = |tx: usize, j: usize| qi[2 * tx + j];
-                    for (tx, v) in vc[at(4 * i)].iter_mut().enumerate() {
-                        *v = ev(tx, 0) - ev(tx, 2);
-                    }
-                    for (tx, v) in vc[at(4 * i + 1)].iter_mut().enumerate() {
-                        *v = ev(tx, 1) + ev(tx, 2);
-                    }
-                    for (tx, v) in vc[at(4 * i + 2)].iter_mut().enumerate() {
-                        *v = ev(tx, 2) - ev(tx, 1);
-                    }
-                    for (tx, v) in vc[at(4 * i + 3)].iter_mut().enumerate() {
-                        *v = ev(tx, 1) - ev(tx, 3);
-                    }
-                }
-            }
-        },
-    );
-    // One GEMM per position: m[xi] [rows, t] = u[xi] [rows, cin] v[., xi] [cin, t] (rows of
-    // v[., xi] 16 t apart).
-    let v = &s.v;
-    for_chunks(
-        &mut s.m,
+        &mut s.m[..P * rows * t],
         rows * t,
         par,
         || (),
-        |_, xi, mx| {
-            let ux = &f.u[xi * rows * cin..(xi + 1) * rows * cin];
-            gemm_strided(rows, cin, t, ux, &v[xi * t..], P * t, mx);
-        },
+        |_, xi, mx| f.product(xi, 0..rows, v, t, mx),
     );
-    let m = &s.m;
+    let m = &s.m[..P * rows * t];
     for_chunks(
         out,
         h * w,
         par,
-        || vec![0.0f32; 10 * tw],
-        |buf, o, oc| {
-            for ty in 0..th {
-                let mx = |xi: usize| &m[(xi * rows + o) * t + ty * tw..][..tw];
-                output_rows(mx, tw, buf, |p, y| {
-                    let oy = 2 * ty + p;
-                    if oy < h {
-                        let row = &mut oc[oy * w..(oy + 1) * w];
-                        for (pair, (&a, &b)) in row.chunks_exact_mut(2).zip(y[0].iter().zip(y[1])) {
-                            pair[0] = a;
-                            pair[1] = b;
+        || vec![0.0f32; output_buf_len(h, w)],
+        |buf, o, oc| output_transform(m, rows, o, t, h, w, oc, buf),
+    );
+}
+
+/// Number of 2x2 output tiles of an h x w image.
+pub(crate) fn tiles(h: usize, w: usize) -> usize {
+    h.div_ceil(2) * w.div_ceil(2)
+}
+
+/// Length of the transformed input of `cin` channels, [`input_transform`]'s `v`.
+pub(crate) fn input_len(cin: usize, h: usize, w: usize) -> usize {
+    P * cin * tiles(h, w)
+}
+
+/// Length of the products of `rows` output channels, [`WinogradFilter::product`]'s `m`.
+pub(crate) fn product_len(rows: usize, h: usize, w: usize) -> usize {
+    P * rows * tiles(h, w)
+}
+
+/// `buf.len() >= len`, growing (zero-filled) only when it is shorter.
+pub(crate) fn grow(buf: &mut Vec<f32>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+}
+
+/// `B^T d B` of every 4x4 input tile of `x` [cin, h, w] (zero padding 1) into `v` [cin, 16,
+/// tiles], channels shared out across the workers when `par`.
+///
+/// With B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]], per channel: first along the
+/// rows, for every padded input row y (input row y - 1) and tile column tx, the 4 values
+/// `H_j[y][tx] = (d_y B)[j]` of the 4 columns 2 tx .. 2 tx + 4; stored for even and odd y
+/// apart, so that the rows 2 ty, 2 ty + 1, 2 ty + 2, 2 ty + 3 of tile row ty are rows ty
+/// and ty + 1 of the two halves, and the column combinations `v[4 i + j] = (B^T H_j)[i]`
+/// run over all tiles at once (contiguous stretches of `t` values).
+pub(crate) fn input_transform(x: &[f32], cin: usize, h: usize, w: usize, v: &mut [f32], par: bool) {
+    assert_eq!(x.len(), cin * h * w, "winograd: input size");
+    assert_eq!(
+        v.len(),
+        input_len(cin, h, w),
+        "winograd: transformed input size"
+    );
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let t = th * tw;
+    let n1 = tw + 1;
+    // Per worker: a padded row split into even and odd halves (2 n1), and H: 4 j x 2
+    // parities x (th + 1) rows x tw.
+    let hlen = (th + 1) * tw;
+    for_chunks(
+        v,
+        P * t,
+        par,
+        || vec![0.0f32; 2 * n1 + 8 * hlen],
+        |buf, c, vc| {
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    let xc = &x[c * h * w..(c + 1) * h * w];
+                    let (eo, hb) = buf.split_at_mut(2 * n1);
+                    let (e, o) = eo.split_at_mut(n1);
+                    // Padded rows y = 0 ..= 2 th + 1: input row y - 1, zeros outside.
+                    for y in 0..2 * th + 2 {
+                        match y.checked_sub(1).filter(|&r| r < h) {
+                            Some(r) => split_row(&xc[r * w..(r + 1) * w], e, o),
+                            None => {
+                                e.fill(0.0);
+                                o.fill(0.0);
+                            }
                         }
-                        if w % 2 == 1 {
-                            row[w - 1] = y[0][tw - 1];
+                        // The tile's columns are (e[tx], o[tx], e[tx + 1], o[tx + 1]).
+                        let (e0, e1, o0, o1) = (&e[..tw], &e[1..], &o[..tw], &o[1..]);
+                        let at = |j: usize| (2 * j + y % 2) * hlen + y / 2 * tw;
+                        for (k, hv) in hb[at(0)..at(0) + tw].iter_mut().enumerate() {
+                            *hv = e0[k] - e1[k];
+                        }
+                        for (k, hv) in hb[at(1)..at(1) + tw].iter_mut().enumerate() {
+                            *hv = o0[k] + e1[k];
+                        }
+                        for (k, hv) in hb[at(2)..at(2) + tw].iter_mut().enumerate() {
+                            *hv = e1[k] - o0[k];
+                        }
+                        for (k, hv) in hb[at(3)..at(3) + tw].iter_mut().enumerate() {
+                            *hv = o0[k] - o1[k];
                         }
                     }
-                });
-            }
+                    // Row 2 ty + a of H_j: the even (a = 0, 2) or odd (a = 1, 3) half, its
+                    // row ty (a < 2) or ty + 1.
+                    let (v0, rest) = vc.split_at_mut(4 * t);
+                    let (v1, rest) = rest.split_at_mut(4 * t);
+                    let (v2, v3) = rest.split_at_mut(4 * t);
+                    for j in 0..4 {
+                        let half = |odd: usize, next: usize| {
+                            let s = (2 * j + odd) * hlen + next * tw;
+                            &hb[s..s + t]
+                        };
+                        let (r0, r1, r2, r3) = (half(0, 0), half(1, 0), half(0, 1), half(1, 1));
+                        let out = j * t..(j + 1) * t;
+                        for (k, vv) in v0[out.clone()].iter_mut().enumerate() {
+                            *vv = r0[k] - r2[k];
+                        }
+                        for (k, vv) in v1[out.clone()].iter_mut().enumerate() {
+                            *vv = r1[k] + r2[k];
+                        }
+                        for (k, vv) in v2[out.clone()].iter_mut().enumerate() {
+                            *vv = r2[k] - r1[k];
+                        }
+                        for (k, vv) in v3[out].iter_mut().enumerate() {
+                            *vv = r1[k] - r3[k];
+                        }
+                    }
+                },
+            )
         },
     );
 }
 
-/// `B^T d` for a row of tiles: the 4 input rows `r` (zeros for padding), B^T =
-/// [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]] applied down the columns, into the 4 rows of
-/// `q` at offset 1 (the padding columns of `q` stay zero).
-fn input_rows(r: [&[f32]; 4], pw: usize, q: &mut [f32]) {
-    let w = r[0].len();
-    let (q0, rest) = q.split_at_mut(pw);
-    let (q1, rest) = rest.split_at_mut(pw);
-    let (q2, q3) = rest.split_at_mut(pw);
-    let (q0, q1, q2, q3) = (
-        &mut q0[1..=w],
-        &mut q1[1..=w],
-        &mut q2[1..=w],
-        &mut q3[1..=w],
-    );
-    for x in 0..w {
-        q0[x] = r[0][x] - r[2][x];
-        q1[x] = r[1][x] + r[2][x];
-        q2[x] = r[2][x] - r[1][x];
-        q3[x] = r[1][x] - r[3][x];
+/// A row `r` (w values) padded with one zero each side, as q[x + 1] = r[x], split into its
+/// even half `e[k] = q[2 k]` and odd half `o[k] = q[2 k + 1]` (zeros past the row).
+#[inline(always)]
+fn split_row(r: &[f32], e: &mut [f32], o: &mut [f32]) {
+    let w = r.len();
+    e[0] = 0.0;
+    for k in 1..e.len() {
+        e[k] = if 2 * k - 1 < w { r[2 * k - 1] } else { 0.0 };
+    }
+    for (k, v) in o.iter_mut().enumerate() {
+        *v = if 2 * k < w { r[2 * k] } else { 0.0 };
     }
 }
 
-/// `A^T m A` for a row of tiles, `m(xi)` position `xi` of every tile (`tw` values), with
-/// A^T = [[1,1,1,0],[0,1,-1,-1]] applied down the columns, then along the rows; `put(p, y)`
-/// receives output row p of the tiles as (even columns, odd columns).
-fn output_rows<'a>(
-    m: impl Fn(usize) -> &'a [f32],
-    tw: usize,
+impl WinogradFilter {
+    /// The products of position `xi` for the output channels `rows` (a range of this
+    /// filter's rows): `m [rows.len(), t] = u[xi][rows] [., cin] v[., xi] [cin, t]`, with `v`
+    /// the transformed input ([`input_transform`], `t` tiles).
+    pub(crate) fn product(
+        &self,
+        xi: usize,
+        rows: std::ops::Range<usize>,
+        v: &[f32],
+        t: usize,
+        m: &mut [f32],
+    ) {
+        let cin = self.cin;
+        let ux = &self.u[(xi * self.rows + rows.start) * cin..(xi * self.rows + rows.end) * cin];
+        gemm_strided(rows.len(), cin, t, ux, &v[xi * t..], P * t, m);
+    }
+}
+
+/// Length of [`output_transform`]'s scratch for an h x w image.
+pub(crate) fn output_buf_len(h: usize, w: usize) -> usize {
+    12 * tiles(h, w)
+}
+
+/// `A^T m A` for output channel `o` of the products `m` [16, rows, t] into `oc` [h, w];
+/// `buf` holds [`output_buf_len`] values. A^T = [[1,1,1,0],[0,1,-1,-1]] is applied down the
+/// columns, then along the rows, each over all tiles at once (contiguous stretches of `t`);
+/// then the 2x2 tiles are written out.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn output_transform(
+    m: &[f32],
+    rows: usize,
+    o: usize,
+    t: usize,
+    h: usize,
+    w: usize,
+    oc: &mut [f32],
     buf: &mut [f32],
-    mut put: impl FnMut(usize, [&[f32]; 2]),
 ) {
-    // s[p][j] = (A^T m)[p][j] for every tile.
-    let (s, y) = buf.split_at_mut(8 * tw);
-    for j in 0..4 {
-        let (m0, m1, m2, m3) = (m(j), m(4 + j), m(8 + j), m(12 + j));
-        let (s0, s1) = s[2 * j * tw..(2 * j + 2) * tw].split_at_mut(tw);
-        for tx in 0..tw {
-            s0[tx] = m0[tx] + m1[tx] + m2[tx];
-            s1[tx] = m1[tx] - m2[tx] - m3[tx];
-        }
-    }
-    let (y0, y1) = y[..2 * tw].split_at_mut(tw);
-    for p in 0..2 {
-        let sj = |j: usize| &s[(2 * j + p) * tw..(2 * j + p + 1) * tw];
-        let (a0, a1, a2, a3) = (sj(0), sj(1), sj(2), sj(3));
-        for tx in 0..tw {
-            y0[tx] = a0[tx] + a1[tx] + a2[tx];
-            y1[tx] = a1[tx] - a2[tx] - a3[tx];
-        }
-        put(p, [y0, y1]);
-    }
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    debug_assert_eq!(t, th * tw);
+    assert!(buf.len() >= 12 * t, "winograd: output scratch");
+    simd::dispatch(
+        #[inline(always)]
+        || {
+            let mx = |xi: usize| &m[(xi * rows + o) * t..][..t];
+            // s[2 j + p] = (A^T m)[p][j] for every tile, y[2 p + q] = (A^T m A)[p][q].
+            let (s, y) = buf.split_at_mut(8 * t);
+            for j in 0..4 {
+                let (m0, m1, m2, m3) = (mx(j), mx(4 + j), mx(8 + j), mx(12 + j));
+                let (s0, s1) = s[2 * j * t..(2 * j + 2) * t].split_at_mut(t);
+                for k in 0..t {
+                    s0[k] = m0[k] + m1[k] + m2[k];
+                    s1[k] = m1[k] - m2[k] - m3[k];
+                }
+            }
+            for p in 0..2 {
+                let sj = |j: usize| &s[(2 * j + p) * t..(2 * j + p + 1) * t];
+                let (a0, a1, a2, a3) = (sj(0), sj(1), sj(2), sj(3));
+                let (y0, y1) = y[2 * p * t..(2 * p + 2) * t].split_at_mut(t);
+                for k in 0..t {
+                    y0[k] = a0[k] + a1[k] + a2[k];
+                    y1[k] = a1[k] - a2[k] - a3[k];
+                }
+            }
+            for ty in 0..th {
+                for p in 0..2 {
+                    let oy = 2 * ty + p;
+                    if oy >= h {
+                        continue;
+                    }
+                    let tiles = ty * tw..(ty + 1) * tw;
+                    let y0 = &y[2 * p * t..][tiles.clone()];
+                    let y1 = &y[(2 * p + 1) * t..][tiles];
+                    let row = &mut oc[oy * w..(oy + 1) * w];
+                    for (pair, (&a, &b)) in row.chunks_exact_mut(2).zip(y0.iter().zip(y1)) {
+                        pair[0] = a;
+                        pair[1] = b;
+                    }
+                    if w % 2 == 1 {
+                        row[w - 1] = y0[tw - 1];
+                    }
+                }
+            }
+        },
+    )
 }
 
 #[cfg(test)]

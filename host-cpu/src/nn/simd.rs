@@ -1,0 +1,57 @@
+//! Runs a hot element-wise loop compiled for AVX2 + FMA when the CPU has them (the crate
+//! itself is built for baseline x86-64, whose loops vectorise 4 lanes wide with SSE2). This
+//! changes the instructions, never the arithmetic: Rust does not fuse a multiply and an add
+//! unless asked (`mul_add`), so every lane rounds as the portable code does and the results
+//! are the same bits on either path (tested here and by every test that runs the layers).
+//! The only `unsafe` outside the GEMM call.
+
+/// Whether the AVX2 + FMA path is taken (checked once; `std` caches the CPUID answer).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// `f()`, compiled for AVX2 + FMA where the CPU supports them. `f` and what it inlines are
+/// compiled inside [`with_avx2`] (a closure called once is inlined into its caller); helpers
+/// meant to benefit are `#[inline(always)]`.
+#[inline(always)]
+pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && !portable_forced() {
+        // SAFETY: `with_avx2` is compiled for AVX2 and FMA, and the CPU has both (checked
+        // at run time just above); it does nothing else than call `f`.
+        return unsafe { with_avx2(f) };
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(test)]
+static PORTABLE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(not(test))]
+#[inline(always)]
+fn portable_forced() -> bool {
+    false
+}
+
+#[cfg(test)]
+fn portable_forced() -> bool {
+    PORTABLE.load(std::sync::atomic::Ordering::Relaxed) > 0
+}
+
+/// `f()` with every [`dispatch`] taking the portable path (tests). Process-wide, so a test
+/// running at the same time may take the portable path too, which changes no result.
+#[cfg(test)]
+pub(crate) fn portable<R>(f: impl FnOnce() -> R) -> R {
+    use std::sync::atomic::Ordering::Relaxed;
+    PORTABLE.fetch_add(1, Relaxed);
+    let r = f();
+    PORTABLE.fetch_sub(1, Relaxed);
+    r
+}
