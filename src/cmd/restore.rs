@@ -112,12 +112,13 @@ pub fn run(a: Args) -> Result<()> {
     let done = |d: usize| pb.set_position(d as u64);
     let (y, m) = (&ds.measurements, &ds.masks);
     let r = match cuda.as_ref() {
-        None => restore_measurements(&net, &params, dims, y, m, sigma, a.batch, done),
+        None => restore_measurements(&net, &params, dims, y, m, sigma, a.batch, done)
+            .map_err(anyhow::Error::from),
         #[cfg(feature = "cuda")]
         Some(ops) => ambient_cuda::infer::restore_measurements(
             ops, &params, &cfg, dims, y, m, sigma, a.batch, done,
         )
-        .map_err(|e| e.to_string()),
+        .map_err(|e| anyhow!(e)),
         #[cfg(not(feature = "cuda"))]
         Some(never) => match *never {},
     }
