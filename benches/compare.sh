@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 PYTHON=${PYTHON:-python3}
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
+# Figures are only meaningful on an otherwise idle machine. With autogroup scheduling a `nice`
+# background job still takes a whole core's share from the benchmark, so warn on any load.
+load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
+if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
+  echo "warning: load average $load before benchmarking: other processes will skew every figure" >&2
+fi
 cargo bench --bench cpu -- --noplot >&2
 median() { "$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1]))['median']['point_estimate']/1e9)" "$1"; }
 ours_step=$(median target/criterion/spec_config/train_step_batch64/new/estimates.json)
