@@ -11,7 +11,7 @@
 
 use ambient_core::sampler::{
     fixed_mask_heun_step, fixed_mask_step, guidance_gradient, reconstruction_guidance_step,
-    restore_single_step, sample_fixed_mask, StepInfo,
+    restore_single_step, sample_fixed_mask, sample_guided, StepInfo,
 };
 use ambient_core::schedule::EdmSchedule;
 use ambient_core::{AmbientRng, CoreError, Denoiser, Shape, SliceTensor};
@@ -444,6 +444,56 @@ fn guidance_with_one_mask_is_the_euler_step() {
             assert!((last[n * DIM + i] as f64 - d[i]).abs() < 40.0 * U);
         }
     }
+}
+
+/// The guided driver walks the schedule once, in order, and with one mask (guidance term
+/// zero, see `guidance_with_one_mask_is_the_euler_step`) gives the fixed-mask Euler sampler's
+/// samples bit for bit; with a second, different mask it moves them.
+#[test]
+fn guided_driver_with_one_mask_is_the_euler_sampler() {
+    let (x0, mut m0) = random_state(9, 32, 3.0);
+    let (_, mut m1) = random_state(10, 32, 1.0);
+    let shape = shape(32);
+    let schedule = EdmSchedule::with_steps(6).unwrap();
+    let guided = |masks: &mut [Vec<f32>]| {
+        let mut x = x0.clone();
+        let mut bufs = vec![vec![0.0f32; shape.len()]; 6];
+        let mut scratch: [SliceTensor; 6] = {
+            let mut it = bufs.iter_mut().map(|b| t(shape, b));
+            core::array::from_fn(|_| it.next().unwrap())
+        };
+        let masks: Vec<SliceTensor> = masks.iter_mut().map(|m| t(shape, m)).collect();
+        let mut seen = Vec::new();
+        sample_guided(
+            &mut Gaussian,
+            &mut t(shape, &mut x),
+            &masks,
+            &schedule,
+            0.5,
+            &mut scratch,
+            |info: StepInfo| seen.push(info),
+        )
+        .unwrap();
+        (x, seen)
+    };
+    let (got, seen) = guided(&mut [m0.clone()]);
+    let want: Vec<StepInfo> = schedule
+        .pairs()
+        .map(|(step, sigma, sigma_next)| StepInfo {
+            step,
+            steps: 6,
+            sigma,
+            sigma_next,
+        })
+        .collect();
+    assert_eq!(seen, want);
+    let mut euler = x0.clone();
+    for (_, s, s_next) in schedule.pairs() {
+        euler = euler_step(&euler, &mut m0, s, s_next);
+    }
+    assert_eq!(got, euler);
+    let (two, _) = guided(&mut [m0.clone(), std::mem::take(&mut m1)]);
+    assert_ne!(two, euler);
 }
 
 /// The guidance gradient against central finite differences of `guidance_objective`, and the

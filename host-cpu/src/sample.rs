@@ -3,7 +3,7 @@
 //! drawn from the same distribution the model was trained with.
 
 use ambient_core::corruption::{expand_pixel_mask, BoxInpainting, Corruption, RandomInpainting};
-use ambient_core::sampler::{reconstruction_guidance_step, sample_fixed_mask, StepInfo};
+use ambient_core::sampler::{sample_fixed_mask, sample_guided, StepInfo};
 use ambient_core::schedule::EdmSchedule;
 use ambient_core::AmbientRng;
 use ndarray::Array4;
@@ -113,24 +113,16 @@ pub fn generate(
                 .map(|_| draw_sampler_masks(cfg, n, &mut rng).map(NdTensor))
                 .collect::<Result<_, _>>()?;
             let mut scratch = [z(), z(), z(), z(), z(), z()];
-            for (step, sigma, sigma_next) in schedule.pairs() {
-                reconstruction_guidance_step(
-                    &mut den,
-                    &mut x,
-                    &masks,
-                    sigma,
-                    sigma_next,
-                    weight,
-                    &mut scratch,
-                )
-                .map_err(|e| e.to_string())?;
-                progress(StepInfo {
-                    step,
-                    steps: schedule.steps(),
-                    sigma,
-                    sigma_next,
-                });
-            }
+            sample_guided(
+                &mut den,
+                &mut x,
+                &masks,
+                &schedule,
+                weight,
+                &mut scratch,
+                &mut progress,
+            )
+            .map_err(|e| e.to_string())?;
         }
     }
     Ok(x.0)

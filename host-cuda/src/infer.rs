@@ -10,9 +10,7 @@ use crate::error::CudaHostError;
 use crate::net::{Net, NetPlan};
 use crate::ops::{Ops, OpsError};
 use crate::tensor::CudaTensor;
-use ambient_core::sampler::{
-    reconstruction_guidance_step, restore_single_step, sample_fixed_mask, StepInfo,
-};
+use ambient_core::sampler::{restore_single_step, sample_fixed_mask, sample_guided, StepInfo};
 use ambient_core::schedule::EdmSchedule;
 use ambient_core::tensor::{Shape, Tensor};
 use ambient_core::{AmbientRng, CoreError, Denoiser};
@@ -228,24 +226,16 @@ pub fn generate(
                 .map(|_| upload_mask(&mut rng))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut scratch = [z()?, z()?, z()?, z()?, z()?, z()?];
-            for (step, sigma, sigma_next) in schedule.pairs() {
-                reconstruction_guidance_step(
-                    &mut den,
-                    &mut x,
-                    &masks,
-                    sigma,
-                    sigma_next,
-                    weight,
-                    &mut scratch,
-                )
-                .map_err(|e| core(&mut den, e))?;
-                progress(StepInfo {
-                    step,
-                    steps: schedule.steps(),
-                    sigma,
-                    sigma_next,
-                });
-            }
+            sample_guided(
+                &mut den,
+                &mut x,
+                &masks,
+                &schedule,
+                weight,
+                &mut scratch,
+                &mut progress,
+            )
+            .map_err(|e| core(&mut den, e))?;
         }
     }
     Ok(x.to_host()?)

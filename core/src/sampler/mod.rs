@@ -1,7 +1,7 @@
 //! The sampler recurrences of Ambient Diffusion (docs/ambient-unet-spec.md, "Samplers"),
 //! generic over a [`Denoiser`]: the fixed-mask sampler (paper eq. 3.3) with EDM's Euler step
 //! and its Heun correction, reconstruction guidance (eq. 3.4), single-step restoration, and
-//! a driver that runs the fixed-mask sampler over an [`EdmSchedule`].
+//! drivers that run the fixed-mask and the guided sampler over an [`EdmSchedule`].
 //!
 //! One sigma serves the whole batch. Scratch tensors have the batch's shape; each function
 //! says how many it needs. After every step the state is checked to be finite.
@@ -53,6 +53,31 @@ pub fn sample_fixed_mask<T: Tensor, D: Denoiser<T>>(
             let [y, x_hat, _] = scratch;
             fixed_mask::euler(denoiser, x, mask, sigma, sigma_next, y, x_hat)?;
         }
+        progress(StepInfo {
+            step,
+            steps: schedule.steps(),
+            sigma,
+            sigma_next,
+        });
+    }
+    Ok(())
+}
+
+/// The reconstruction-guidance sampler: for every step of `schedule`,
+/// [`reconstruction_guidance_step`] with `masks` and `weight`, then `progress`. The caller
+/// initialises `x` with `s_max * N(0, I)`; on return `x` holds the samples. Needs six scratch
+/// tensors. With one mask it is [`sample_fixed_mask`]'s Euler sampler.
+pub fn sample_guided<T: Tensor, D: Denoiser<T>>(
+    denoiser: &mut D,
+    x: &mut T,
+    masks: &[T],
+    schedule: &EdmSchedule,
+    weight: f32,
+    scratch: &mut [T; 6],
+    mut progress: impl FnMut(StepInfo),
+) -> Result<(), CoreError> {
+    for (step, sigma, sigma_next) in schedule.pairs() {
+        reconstruction_guidance_step(denoiser, x, masks, sigma, sigma_next, weight, scratch)?;
         progress(StepInfo {
             step,
             steps: schedule.steps(),
