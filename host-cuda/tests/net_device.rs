@@ -15,13 +15,12 @@ use ambient_cpu::params::ParamStore;
 use ambient_cpu::sample::SampleOptions;
 use ambient_cpu::unet::UNet;
 use ambient_cuda::cuda_ops::CudaOps;
-use ambient_cuda::net::{Net, NetPlan};
+use ambient_cuda::net::NetPlan;
 use ambient_cuda::ops::Ops;
 use ambient_cuda::ptx_cache::PtxCache;
 use ambient_cuda::train::DeviceTrainer;
 use common::gpu_or_skip;
-use ndarray::Array4;
-use support::{ambient_trainer, blob_dataset, random_store, rel_err};
+use support::{ambient_trainer, blob_dataset, network_matches_host_cpu, rel_err};
 
 fn cuda_or_skip(test: &str) -> Option<CudaOps> {
     let gpu = gpu_or_skip(test)?;
@@ -38,65 +37,7 @@ fn network_matches(test: &str, cfg: UNetConfig, n: usize) {
     let Some(ops) = cuda_or_skip(test) else {
         return;
     };
-    let cpu = UNet::new(&cfg).unwrap();
-    let mut rng = AmbientRng::new(21);
-    let params = random_store(cpu.layout(), &mut rng);
-    let (c, r) = (cfg.img_channels, cfg.img_resolution);
-    let mut f_in = Array4::<f32>::zeros((n, 2 * c, r, r));
-    f_in.iter_mut().for_each(|v| *v = rng.normal());
-    let c_noise: Vec<f32> = (0..n).map(|i| 0.3 * i as f32 - 0.8).collect();
-    let (f_cpu, cache) = cpu.forward(&params, &f_in, &c_noise);
-    let mut d_f = Array4::<f32>::zeros(f_cpu.dim());
-    d_f.iter_mut().for_each(|v| *v = rng.normal());
-    let mut g_cpu = params.zeros_like();
-    let d_in_cpu = cpu.backward(&params, &cache, &d_f, &mut g_cpu);
-
-    let plan = NetPlan::new(&cfg).unwrap();
-    let net = Net::new(&ops, &plan);
-    let flat: Vec<f32> = params
-        .params
-        .iter()
-        .flat_map(|p| p.data.iter().copied())
-        .collect();
-    let pbuf = ops.upload(&flat).unwrap();
-    let (f, tape) = net
-        .forward(
-            &pbuf,
-            ops.upload(f_in.as_slice().unwrap()).unwrap(),
-            n,
-            r,
-            r,
-            &c_noise,
-        )
-        .unwrap();
-    let e = rel_err(&ops.download(&f).unwrap(), f_cpu.as_slice().unwrap());
-    println!("{test}: F relative error {e:.2e}");
-    assert!(e < TOL, "F differs: {e:e}");
-    let mut grads = ops.zeros(plan.total).unwrap();
-    let d_in = net
-        .backward(
-            &pbuf,
-            tape,
-            ops.upload(d_f.as_slice().unwrap()).unwrap(),
-            &mut grads,
-        )
-        .unwrap();
-    let e = rel_err(&ops.download(&d_in).unwrap(), d_in_cpu.as_slice().unwrap());
-    println!("{test}: dF_in relative error {e:.2e}");
-    assert!(e < TOL, "dF_in differs: {e:e}");
-    let grads = ops.download(&grads).unwrap();
-    let mut worst = (0.0f64, String::new());
-    for ((name, _, off), p) in plan.layout.iter().zip(&g_cpu.params) {
-        let e = rel_err(&grads[*off..off + p.data.len()], &p.data);
-        if e > worst.0 {
-            worst = (e, name.clone());
-        }
-        assert!(e < TOL, "gradient of {name} differs: {e:e}");
-    }
-    println!(
-        "{test}: worst parameter gradient {} at {:.2e}",
-        worst.1, worst.0
-    );
+    network_matches_host_cpu(&ops, &cfg, n, 21, TOL, test);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Shared by the tests that compare with host-cpu: the normwise relative error, random
-//! parameters, a tiny corrupted dataset and a host-cpu trainer on it.
+//! parameters, the network against host-cpu's over any `Ops`, a tiny corrupted dataset and a
+//! host-cpu trainer on it.
 #![allow(dead_code)] // each test binary uses a part
 
 use ambient_core::AmbientRng;
@@ -8,6 +9,10 @@ use ambient_cpu::corrupt::{corrupt_dataset, CorruptionKind};
 use ambient_cpu::io::dataset::CorruptedDataset;
 use ambient_cpu::params::ParamStore;
 use ambient_cpu::train::{Further, Mode, TrainOptions, Trainer};
+use ambient_cpu::unet::UNet;
+use ambient_cuda::net::{Net, NetPlan};
+use ambient_cuda::ops::Ops;
+use ndarray::Array4;
 
 /// ||a - b|| / ||b|| (in f64).
 pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
@@ -28,6 +33,69 @@ pub fn random_store(layout: &[(String, Vec<usize>)], rng: &mut AmbientRng) -> Pa
         p.data.iter_mut().for_each(|v| *v = 0.3 * rng.normal());
     }
     params
+}
+
+/// The network over `ops` against host-cpu's f32 AmbientUNet at `cfg` on a batch of `n`, from
+/// random parameters (seed `seed`) flattened in spec order: the output F, dL/dF_in and every
+/// parameter gradient each within the normwise relative error `tol`. Prints the errors under
+/// `label`.
+pub fn network_matches_host_cpu<O: Ops>(
+    ops: &O,
+    cfg: &UNetConfig,
+    n: usize,
+    seed: u64,
+    tol: f64,
+    label: &str,
+) {
+    let cpu = UNet::new(cfg).unwrap();
+    let mut rng = AmbientRng::new(seed);
+    let params = random_store(cpu.layout(), &mut rng);
+    let (c, r) = (cfg.img_channels, cfg.img_resolution);
+    let mut f_in = Array4::<f32>::zeros((n, 2 * c, r, r));
+    f_in.iter_mut().for_each(|v| *v = rng.normal());
+    let c_noise: Vec<f32> = (0..n).map(|i| 0.4 * i as f32 - 0.6).collect();
+    let (f_cpu, cache) = cpu.forward(&params, &f_in, &c_noise);
+    let mut d_f = Array4::<f32>::zeros(f_cpu.dim());
+    d_f.iter_mut().for_each(|v| *v = rng.normal());
+    let mut g_cpu = params.zeros_like();
+    let d_in_cpu = cpu.backward(&params, &cache, &d_f, &mut g_cpu);
+
+    let plan = NetPlan::new(cfg).unwrap();
+    let net = Net::new(ops, &plan);
+    let flat: Vec<f32> = params
+        .params
+        .iter()
+        .flat_map(|p| p.data.iter().copied())
+        .collect();
+    assert_eq!(flat.len(), plan.total);
+    let pbuf = ops.upload(&flat).unwrap();
+    let input = ops.upload(f_in.as_slice().unwrap()).unwrap();
+    let (f, tape) = net.forward(&pbuf, input, n, r, r, &c_noise).unwrap();
+    let e = rel_err(&ops.download(&f).unwrap(), f_cpu.as_slice().unwrap());
+    println!("{label}: F relative error {e:.2e}");
+    assert!(e < tol, "F differs: {e:e}");
+    let mut grads = ops.zeros(plan.total).unwrap();
+    let d_f_buf = ops.upload(d_f.as_slice().unwrap()).unwrap();
+    let d_in = net.backward(&pbuf, tape, d_f_buf, &mut grads).unwrap();
+    let e = rel_err(&ops.download(&d_in).unwrap(), d_in_cpu.as_slice().unwrap());
+    println!("{label}: dF_in relative error {e:.2e}");
+    assert!(e < tol, "dF_in differs: {e:e}");
+    let grads = ops.download(&grads).unwrap();
+    let mut worst = (0.0f64, String::new());
+    for ((name, _, off), p) in plan.layout.iter().zip(&g_cpu.params) {
+        assert_eq!(name, &p.name);
+        let gn: f64 = p.data.iter().map(|&v| (v as f64).powi(2)).sum();
+        assert!(gn > 0.0, "{name}: zero gradient in the reference");
+        let e = rel_err(&grads[*off..off + p.data.len()], &p.data);
+        if e > worst.0 {
+            worst = (e, name.clone());
+        }
+        assert!(e < tol, "gradient of {name} differs: {e:e}");
+    }
+    println!(
+        "{label}: worst parameter gradient {} at {:.2e}",
+        worst.1, worst.0
+    );
 }
 
 /// `n` smooth "images" (a blob at a random place) of `res` x `res`, corrupted at p = 0.5.
