@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 
-use self::plan::{Plan, MEMO_SUBSET, MEMO_THRESHOLD, TABLE1_PS};
+use self::plan::{Plan, MEMO_SUBSET, MEMO_THRESHOLD, TABLE1_PS, TABLE1_TRAIN_ORDER};
 use self::report::{Fig3Row, MemoRow, Report, Table1Level};
 use self::stages::{Layout, Timings};
 use super::eval::classifier_train;
@@ -163,7 +163,7 @@ fn paper(a: PaperArgs) -> Result<()> {
     let clean = plan.clean_model();
     let clean_w = stages::trained(&mut t, &l, &plan, &clean)?;
     let mut table1 = Vec::new();
-    for p in TABLE1_PS {
+    for p in TABLE1_TRAIN_ORDER {
         let m = plan.ambient_model(p);
         let w = stages::trained(&mut t, &l, &plan, &m)?;
         let data = stages::test_data(&mut t, &l, &plan, p)?;
@@ -198,6 +198,8 @@ fn paper(a: PaperArgs) -> Result<()> {
             clean: clean_nfe1,
         });
     }
+
+    table1.sort_by_key(|l| TABLE1_PS.iter().position(|&q| q == l.p));
 
     // Figure 3: generation quality against corruption, ambient vs naive.
     let mut fig3 = Vec::new();
