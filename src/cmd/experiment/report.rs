@@ -197,7 +197,7 @@ impl Report<'_> {
         let _ = writeln!(md, "- Machine: {}", machine());
         let _ = writeln!(
             md,
-            "- Wall time: {:.1} min over all invocations' stages ({:.1} min in the invocation that wrote this file)",
+            "- Wall time: {:.1} min over all invocations' stages ({:.1} min in the invocation that wrote this file); the machine was shared with other work while this ran, so these are no benchmarks (those are in `benches/`)",
             self.timings.total() / 60.0,
             self.invocation_seconds / 60.0
         );

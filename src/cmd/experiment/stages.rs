@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
 use super::plan::{ModelSpec, Plan, DELTA};
@@ -53,7 +53,12 @@ impl Timings {
     }
 
     fn add(&mut self, key: &str, secs: f64) -> Result<()> {
-        *self.seconds.entry(key.to_string()).or_insert(0.0) += secs;
+        let total = self.seconds.get(key).copied().unwrap_or(0.0) + secs;
+        self.set(key, total)
+    }
+
+    fn set(&mut self, key: &str, secs: f64) -> Result<()> {
+        self.seconds.insert(key.to_string(), secs);
         let text = serde_json::to_string_pretty(&self.seconds).context("JSON")?;
         ambient_cpu::io::atomic::write_bytes_atomic(&self.path, text.as_bytes())?;
         Ok(())
@@ -137,35 +142,63 @@ pub fn trained(t: &mut Timings, l: &Layout, plan: &Plan, m: &ModelSpec) -> Resul
     let key = plan.model_key(m);
     let out = l.dir("models").join(&key);
     let weights = out.join(train::WEIGHTS_FILE);
+    let log = out.join(train::LOG_FILE);
     if weights.exists() && checkpoint_step(&out)? >= Some(plan.steps) {
         eprintln!("[experiment] train/{key}: cached ({})", weights.display());
-        return Ok(weights);
+    } else {
+        eprintln!("[experiment] train/{key}: {} steps", plan.steps);
+        train::train(train::Args {
+            input,
+            out,
+            mode: m.mode.into(),
+            delta: DELTA,
+            box_side: None,
+            steps: plan.steps,
+            batch: plan.batch,
+            lr: 1e-3,
+            warmup: 200.min(plan.steps / 4),
+            ema_halflife_kimg: 5.0,
+            seed: plan.seeds().train,
+            ch: plan.net.ch,
+            mult: plan.net.mult.clone(),
+            blocks: plan.net.blocks,
+            groups: plan.net.groups,
+            checkpoint_every: plan.checkpoint_every,
+            resume: true,
+            preview: 0,
+            backend: train::Backend::Cpu,
+        })?;
     }
-    eprintln!("[experiment] train/{key}: {} steps", plan.steps);
-    let t0 = Instant::now();
-    train::train(train::Args {
-        input,
-        out,
-        mode: m.mode.into(),
-        delta: DELTA,
-        box_side: None,
-        steps: plan.steps,
-        batch: plan.batch,
-        lr: 1e-3,
-        warmup: 200.min(plan.steps / 4),
-        ema_halflife_kimg: 5.0,
-        seed: plan.seeds().train,
-        ch: plan.net.ch,
-        mult: plan.net.mult.clone(),
-        blocks: plan.net.blocks,
-        groups: plan.net.groups,
-        checkpoint_every: plan.checkpoint_every,
-        resume: true,
-        preview: 0,
-        backend: train::Backend::Cpu,
-    })?;
-    t.add(&format!("train/{key}"), t0.elapsed().as_secs_f64())?;
+    // The training log, not this invocation's clock: a model trained over several resumed
+    // invocations has spent the sum of their segments.
+    t.set(&format!("train/{key}"), training_wall_seconds(&log)?)?;
     Ok(weights)
+}
+
+/// Wall seconds a training run spent on the steps its log keeps, summed over the invocations
+/// that resumed it: `elapsed_s` restarts from zero at each resume (the log is cut back to the
+/// checkpoint's step first), so each drop ends a segment whose last value is that segment's time.
+pub fn training_wall_seconds(log: &Path) -> Result<f64> {
+    let text =
+        std::fs::read_to_string(log).with_context(|| format!("{}: cannot read", log.display()))?;
+    let mut lines = text.lines();
+    let col = lines
+        .next()
+        .and_then(|h| h.split(',').position(|c| c == "elapsed_s"))
+        .ok_or_else(|| anyhow!("{}: no elapsed_s column", log.display()))?;
+    let (mut total, mut last) = (0.0, 0.0);
+    for (i, line) in lines.enumerate() {
+        let e: f64 = line
+            .split(',')
+            .nth(col)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("{}: line {}: no elapsed_s value", log.display(), i + 2))?;
+        if e < last {
+            total += last;
+        }
+        last = e;
+    }
+    Ok(total + last)
 }
 
 /// The step a run directory's checkpoint reached, if it has one.
@@ -282,4 +315,29 @@ pub fn samples_eval(
         })
     })?;
     Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_wall_time_sums_the_resumed_segments() {
+        // Three invocations: steps 1-2 (10, 20 s; the log was cut back to the checkpoint at
+        // step 2), then 3-4 (5, 9 s), then 5 (7 s): the kept steps cost 20 + 9 + 7 s.
+        let dir = std::env::temp_dir().join(format!("ambient-wall-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("train_log.csv");
+        std::fs::write(
+            &log,
+            "step,loss,grad_norm,lr,elapsed_s\n1,9,1,0.1,10\n2,9,1,0.1,20\n\
+             3,9,1,0.1,5\n4,9,1,0.1,9\n5,9,1,0.1,7\n",
+        )
+        .unwrap();
+        assert_eq!(training_wall_seconds(&log).unwrap(), 36.0);
+        std::fs::write(&log, "step,loss\n1,9\n").unwrap();
+        let e = training_wall_seconds(&log).unwrap_err().to_string();
+        assert!(e.contains("no elapsed_s column"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
