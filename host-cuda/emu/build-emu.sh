@@ -49,9 +49,12 @@ rm -f "$gen"/*.cpp "$gen"/*.c
 python3 "$here/gen_kernels.py" "$gen" "$root"/host-cuda/kernels/*.cu "$here"/selftest/*.cu
 
 # The kernels' float semantics: IEEE operations rounded one by one (NVRTC's --fmad=false), so no
-# contraction and no fast-math. Debug info keeps a crash's backtrace readable.
-flags=(-std=c++17 -O3 -march=native -g -fPIC -pthread -ffp-contract=off -fno-fast-math -fvisibility=hidden
-       -ftls-model=initial-exec -Wall -Wextra -Wno-unused-parameter -I"$here")
+# contraction and no fast-math (vectorised code rounds each element as scalar code does).
+# -march=native: the library runs where it is built (under target/). Debug info keeps a crash's
+# backtrace readable. EMU_CXXFLAGS adds flags (e.g. -DEMU_UCONTEXT: ucontext fibers).
+flags=(-std=c++17 -O3 -march=native -g -fPIC -pthread -ffp-contract=off -fno-fast-math
+       -fvisibility=hidden -ftls-model=initial-exec -Wall -Wextra -Wno-unused-parameter
+       -I"$here" ${EMU_CXXFLAGS:-})
 objs=()
 compile() { # source object
   "$cxx" "${flags[@]}" -c "$1" -o "$2"
