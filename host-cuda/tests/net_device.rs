@@ -19,7 +19,7 @@ use ambient_cuda::net::NetPlan;
 use ambient_cuda::ops::Ops;
 use ambient_cuda::ptx_cache::PtxCache;
 use ambient_cuda::train::DeviceTrainer;
-use common::gpu_or_skip;
+use common::{gpu_or_skip, is_cpu_emulator};
 use support::{ambient_trainer, blob_dataset, network_matches_host_cpu, rel_err};
 
 fn cuda_or_skip(test: &str) -> Option<CudaOps> {
@@ -213,9 +213,17 @@ fn cuda_restoration_and_fixed_mask_sampler_match_host_cpu() {
 #[test]
 #[ignore]
 fn bench_batch256_training_memory_and_leak() {
-    let Some(ops) = cuda_or_skip("bench_batch256_training_memory_and_leak") else {
+    let Some(gpu) = gpu_or_skip("bench_batch256_training_memory_and_leak") else {
         return;
     };
+    if is_cpu_emulator(&gpu) {
+        println!(
+            "ambient CPU emulator: skipping bench_batch256_training_memory_and_leak (its \
+             throughput and device memory would be the emulator's, not a GPU's)"
+        );
+        return;
+    }
+    let ops = CudaOps::new(gpu, &PtxCache::default_location()).unwrap();
     let steps: usize = std::env::var("AMBIENT_BENCH_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
