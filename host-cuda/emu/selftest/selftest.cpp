@@ -139,6 +139,8 @@ int main() {
     must(cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
     must(cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
 
+    printf("      (the emulator's messages on stderr are expected: each refusal and abort below "
+           "is one checked here)\n");
     void *m;
     check(cuModuleLoadData(&m, selftest_ptx(true, "u64").c_str()) != 0,
           "PTX lacking a kernel of the host's selftest.cu is refused");
