@@ -125,6 +125,7 @@ void aborts_naming(const char *what, const char *kernel, const char *needle, F b
 }  // namespace
 
 int main() {
+    setvbuf(stdout, nullptr, _IOLBF, 0);  // keep our lines in order with the emulator's stderr
     must(cuInit(0), "cuInit");
     int dev;
     must(cuDeviceGet(&dev, 0), "cuDeviceGet");
