@@ -159,9 +159,14 @@ CUresult bind(const std::string &ptx, EmuModule *m) {
             return CUDA_ERROR_INVALID_IMAGE;
         }
         if (k->param_sizes != e.param_sizes) {
-            emu::warn("cuModuleLoadData: kernel %s takes %zu parameters in the PTX and %zu on "
-                      "the host, or of other sizes (rebuild the emulator)", e.name.c_str(),
-                      e.param_sizes.size(), k->param_sizes.size());
+            auto list = [](const std::vector<size_t> &v) {
+                std::string s;
+                for (size_t b : v) s += (s.empty() ? "" : ", ") + std::to_string(b);
+                return "(" + s + ")";
+            };
+            emu::warn("cuModuleLoadData: kernel %s: parameter bytes %s in the PTX, %s on the host "
+                      "(rebuild the emulator)", e.name.c_str(), list(e.param_sizes).c_str(),
+                      list(k->param_sizes).c_str());
             return CUDA_ERROR_INVALID_IMAGE;
         }
         m->functions[e.name] = k;
