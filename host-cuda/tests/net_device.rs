@@ -19,7 +19,7 @@ use ambient_cuda::net::NetPlan;
 use ambient_cuda::ops::Ops;
 use ambient_cuda::ptx_cache::PtxCache;
 use ambient_cuda::train::DeviceTrainer;
-use common::gpu_or_skip;
+use common::{gpu_or_skip, is_cpu_emulator};
 use support::{ambient_trainer, blob_dataset, network_matches_host_cpu, rel_err};
 
 fn cuda_or_skip(test: &str) -> Option<CudaOps> {
@@ -68,11 +68,16 @@ fn cuda_network_matches_host_cpu_three_levels_two_blocks() {
 }
 
 /// Training at the spec configuration from the same state as host-cpu's trainer (same
-/// batches): the first steps' losses agree to the network's rounding (1e-4, as the forward
-/// pass), and the trajectory over 30 steps stays within 1e-3: Adam turns rounding-level
-/// differences in tiny gradient elements into differences of order lr there, which grow only
-/// slowly over 30 steps (RefOps, the same orchestration, agrees with host-cpu to 2e-8 in the
-/// weights after 4 steps: train_ref.rs).
+/// batches). The first 5 steps' losses agree to the network's rounding (1e-4, as the forward
+/// pass). After that the trajectory is chaotic at rounding level: Adam turns rounding-level
+/// differences in tiny gradient elements into differences of order lr, and they grow step by
+/// step. So the later bound is measured, not guessed: a twin host-cpu trainer whose initial
+/// weights and EMA moved by one rounding step (each element times 1 + eps or 1 - eps/2) shows
+/// how far host-cpu departs from itself; the device may depart from host-cpu by at most that
+/// much (the running maximum of the twin's relative loss difference up to the step, and of
+/// its EMA's relative error after 30 steps), or by the rounding bound 1e-4 where the twin has
+/// not yet moved. (Measured on the CPU emulator, 2026-11-28: the twin reaches 5e-4 at step 28
+/// and 1.1e-2 at step 29; the device 7.7e-5 and 1.6e-3.)
 #[test]
 fn cuda_training_follows_host_cpu_trajectory() {
     let Some(ops) = cuda_or_skip("cuda_training_follows_host_cpu_trajectory") else {
@@ -81,37 +86,52 @@ fn cuda_training_follows_host_cpu_trajectory() {
     let data = blob_dataset(32, 28, 9);
     let mut cpu = ambient_trainer(UNetConfig::spec_mnist(), 8, 4);
     let mut dev = DeviceTrainer::from_cpu(ops, &cpu).unwrap();
-    let mut worst = 0.0f64;
-    let (mut first, mut last) = (0.0, 0.0);
+    let mut twin = ambient_trainer(UNetConfig::spec_mnist(), 8, 4);
+    let mut i = 0usize;
+    for t in twin
+        .weights
+        .params
+        .iter_mut()
+        .chain(twin.ema.params.iter_mut())
+    {
+        for v in t.data.iter_mut() {
+            i += 1;
+            *v *= if i % 2 == 0 {
+                1.0 + f32::EPSILON
+            } else {
+                1.0 - f32::EPSILON / 2.0
+            };
+        }
+    }
+    let (mut worst, mut twin_env) = (0.0f64, 0.0f64);
     for k in 0..30 {
         let a = cpu.train_step(&data).unwrap();
         let b = dev.train_step(&data).unwrap();
-        let e = ((a.loss - b.loss) / a.loss).abs() as f64;
+        let t = twin.train_step(&data).unwrap();
+        let rel = |x: f32| ((a.loss - x) / a.loss).abs() as f64;
+        let (e, d) = (rel(b.loss), rel(t.loss));
+        twin_env = twin_env.max(d);
+        let bound = if k < 5 { 1e-4 } else { twin_env.max(1e-4) };
         println!(
-            "step {}: loss cpu {:.6} cuda {:.6} (rel {e:.1e}), grad norm cpu {:.4} cuda {:.4}",
+            "step {}: loss cpu {:.6} cuda {:.6} (rel {e:.1e}; twin {d:.1e}, bound {bound:.1e}), grad norm cpu {:.4} cuda {:.4}",
             a.step, a.loss, b.loss, a.grad_norm, b.grad_norm
         );
         assert!(
-            e < if k < 5 { 1e-4 } else { 1e-3 },
-            "step {}: losses differ by {e:e}",
+            e <= bound,
+            "step {}: losses differ by {e:e} > {bound:e}",
             a.step
         );
         worst = worst.max(e);
-        if k < 5 {
-            first += a.loss / 5.0;
-        }
-        if k >= 25 {
-            last += a.loss / 5.0;
-        }
     }
-    println!("training: worst loss difference {worst:.2e}; mean loss of steps 1-5 {first:.4}, 26-30 {last:.4}");
+    println!("training: worst loss difference {worst:.2e}; twin's {twin_env:.2e}");
     let mut back = ambient_trainer(UNetConfig::spec_mnist(), 8, 4);
     dev.store_into(&mut back).unwrap();
     let flat =
         |p: &ParamStore| -> Vec<f32> { p.params.iter().flat_map(|t| t.data.clone()).collect() };
     let e = rel_err(&flat(&back.ema), &flat(&cpu.ema));
-    println!("EMA weights after 30 steps: relative error {e:.2e}");
-    assert!(e < 1e-3);
+    let d = rel_err(&flat(&twin.ema), &flat(&cpu.ema));
+    println!("EMA weights after 30 steps: relative error {e:.2e} (twin {d:.2e})");
+    assert!(e <= d.max(1e-4), "EMA: {e:e} > twin's {d:e}");
 }
 
 fn model_config() -> ModelConfig {
@@ -194,15 +214,15 @@ fn cuda_restoration_and_fixed_mask_sampler_match_host_cpu() {
     println!("fixed-mask sampler (8 steps): relative error {e:.2e}");
     assert!(e < 1e-3);
     let guided = SampleOptions {
+        steps: 4,
         guidance: Some((2, 0.1)),
         ..opts
     };
-    let err = ambient_cuda::infer::generate(&ops, &params, &cfg, &guided, |_| {}).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("not available on the CUDA backend"),
-        "{err}"
-    );
+    let want = ambient_cpu::sample::generate(&cpu_net, &params, &cfg, &guided, |_| {}).unwrap();
+    let got = ambient_cuda::infer::generate(&ops, &params, &cfg, &guided, |_| {}).unwrap();
+    let e = rel_err(&got, want.as_slice().unwrap());
+    println!("reconstruction guidance (4 steps): relative error {e:.2e}");
+    assert!(e < 1e-3);
 }
 
 /// Training throughput at batch 256 of the spec configuration, inference throughput, device
@@ -213,9 +233,17 @@ fn cuda_restoration_and_fixed_mask_sampler_match_host_cpu() {
 #[test]
 #[ignore]
 fn bench_batch256_training_memory_and_leak() {
-    let Some(ops) = cuda_or_skip("bench_batch256_training_memory_and_leak") else {
+    let Some(gpu) = gpu_or_skip("bench_batch256_training_memory_and_leak") else {
         return;
     };
+    if is_cpu_emulator(&gpu) {
+        println!(
+            "ambient CPU emulator: skipping bench_batch256_training_memory_and_leak (its \
+             throughput and device memory would be the emulator's, not a GPU's)"
+        );
+        return;
+    }
+    let ops = CudaOps::new(gpu, &PtxCache::default_location()).unwrap();
     let steps: usize = std::env::var("AMBIENT_BENCH_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -1,4 +1,5 @@
 //! Shared by the integration tests: open the GPU or skip with "no CUDA device".
+#![allow(dead_code)] // each test binary uses a part
 
 use ambient_cuda::ptx_cache::PtxCache;
 use ambient_cuda::{CudaHostError, Gpu};
@@ -16,4 +17,13 @@ pub fn gpu_or_skip(test: &str) -> Option<Rc<Gpu>> {
         }
         Err(e) => panic!("{test}: opening the CUDA device failed: {e}"),
     }
+}
+
+/// The device name the CPU emulator of the driver reports (host-cuda/emu, README.md).
+pub const CPU_EMULATOR: &str = "ambient CPU emulator";
+
+/// Whether `gpu` is the CPU emulator: its kernels are the real ones, its timing and memory are
+/// not a GPU's.
+pub fn is_cpu_emulator(gpu: &Gpu) -> bool {
+    gpu.info().name == CPU_EMULATOR
 }
