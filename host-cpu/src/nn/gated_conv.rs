@@ -1,6 +1,6 @@
 //! `GatedConv(k)`: `out = conv(x, W) * sigmoid(conv(x, G)) + b`, stride 1, zero padding k/2,
 //! ONE sigmoid, the bias on the main path only. Forward: per sample, the input stage (im2col,
-//! or for k = 3 on large enough images Winograd F(2x2, 3x3)'s input transform, see
+//! or for k = 3 on large enough images Winograd F(4x4, 3x3)'s input transform, see
 //! `winograd::suits`), then blocks of output channels, each its rows of W and G (GEMMs on the
 //! parameters in place, or the Winograd products with the filter in block-interleaved row
 //! order) and the gate, with an optional fused epilogue (per-channel addend, scaled
@@ -8,6 +8,7 @@
 //! matrices (several small images per product), and the input gradient by the adjoint
 //! Winograd convolution or `[W; G]^T dz` and col2im.
 
+use super::filter_cache::FilterCache;
 use super::gemm::{gemm, gemm_rows_t, row_split, sgemm};
 use super::im2col::{col2im, im2col};
 use super::silu::sigmoid;
@@ -28,6 +29,10 @@ pub struct GatedConv {
     weight: usize,
     gate: usize,
     bias: usize,
+    /// The forward pass's Winograd filters, [`WinogradFilter::gated`] of the parameters.
+    forward_filters: FilterCache,
+    /// The input gradient's, [`WinogradFilter::adjoint`] of the stacked parameters.
+    adjoint_filters: FilterCache,
 }
 
 /// What the backward pass needs: the input, and per sample `conv(x, W)` stacked over
@@ -58,6 +63,8 @@ impl GatedConv {
             weight: param_index(layout, &format!("{prefix}.weight"), &w)?,
             gate: param_index(layout, &format!("{prefix}.gate"), &w)?,
             bias: param_index(layout, &format!("{prefix}.bias"), &[cout])?,
+            forward_filters: FilterCache::default(),
+            adjoint_filters: FilterCache::default(),
         })
     }
 
@@ -171,7 +178,10 @@ impl GatedConv {
             &params.params[self.weight].data,
             &params.params[self.gate].data,
         );
-        let wino = winograd::suits(k, h, w).then(|| WinogradFilter::gated(wt, gt, cout, cin));
+        let wino = winograd::suits(k, h, w).then(|| {
+            self.forward_filters
+                .get(&[wt, gt], || WinogradFilter::gated(wt, gt, cout, cin))
+        });
         let bias = &params.params[self.bias].data;
         let xs = x.as_slice().expect("standard layout");
         let parts = row_split(n);
@@ -207,40 +217,36 @@ impl GatedConv {
                 match &wino {
                     Some(f) => {
                         let t = winograd::tiles(h, w);
+                        let rows2 = 2 * rows;
                         BLOCK.with_borrow_mut(|m| {
-                            winograd::grow(m, winograd::product_len(2 * rows, h, w));
-                            let m = &mut m[..winograd::product_len(2 * rows, h, w)];
+                            let len = winograd::product_len(rows2, h, w);
+                            winograd::grow(m, len);
+                            let m = &mut m[..len];
                             // The block's main and gate rows are one run (c0 and rows are
                             // whole groups).
-                            for (xi, mx) in m.chunks_exact_mut(2 * rows * t).enumerate() {
-                                f.product(xi, 2 * c0..2 * (c0 + rows), b, t, mx);
-                            }
-                            let mut buf = vec![0.0f32; winograd::output_buf_len(h, w)];
+                            f.products(2 * c0..2 * (c0 + rows), b, t, m);
+                            // Each of the run's rows goes to its channel of zw or of zg.
+                            let mut dst: Vec<Option<&mut [f32]>> =
+                                (0..rows2).map(|_| None).collect();
                             let zs = zw.chunks_exact_mut(hw).zip(zg.chunks_exact_mut(hw));
                             for (r, (zwr, zgr)) in zs.enumerate() {
                                 let row = |gate| winograd::gated_row(cout, c0 + r, gate) - 2 * c0;
-                                let rows2 = 2 * rows;
-                                winograd::output_transform(
-                                    m,
-                                    rows2,
-                                    row(false),
-                                    t,
-                                    h,
-                                    w,
-                                    zwr,
-                                    &mut buf,
-                                );
-                                winograd::output_transform(
-                                    m,
-                                    rows2,
-                                    row(true),
-                                    t,
-                                    h,
-                                    w,
-                                    zgr,
-                                    &mut buf,
-                                );
+                                dst[row(false)] = Some(zwr);
+                                dst[row(true)] = Some(zgr);
                             }
+                            let mut outs: Vec<&mut [f32]> =
+                                dst.into_iter().map(|d| d.expect("every row")).collect();
+                            let mut buf = vec![0.0f32; winograd::output_buf_len(rows2)];
+                            winograd::output_transform(
+                                m,
+                                winograd::padded(rows2),
+                                0..rows2,
+                                t,
+                                h,
+                                w,
+                                &mut outs,
+                                &mut buf,
+                            );
                         });
                     }
                     None => {
@@ -317,7 +323,11 @@ impl GatedConv {
         let hw = h * w;
         let (cout, kd, k) = (self.cout, self.kdim(), self.k);
         let st = self.stacked(params);
-        let wino = winograd::suits(k, h, w).then(|| WinogradFilter::adjoint(&st, 2 * cout, cin));
+        let wino = winograd::suits(k, h, w).then(|| {
+            let (wt, gt) = st.split_at(cout * kd);
+            self.adjoint_filters
+                .get(&[wt, gt], || WinogradFilter::adjoint(&st, 2 * cout, cin))
+        });
         let want_grads = grads.is_some();
         let xs = cache.x.as_slice().unwrap();
         let zs = cache.z.as_slice().unwrap();
