@@ -31,16 +31,20 @@ const TILE: usize = 4;
 /// Smallest image side that goes through Winograd.
 const MIN_SIDE: usize = 7;
 
-/// Whether a k x k convolution of an h x w image goes through Winograd: k = 3 and both sides
-/// at least [`MIN_SIDE`] (every 3x3 convolution of the spec network: 28, 14 and 7). Measured
+/// Whether a k x k convolution of an h x w image to `rows` output rows (a gated convolution's
+/// forward pass: 2 cout; its input gradient: cin) goes through Winograd: k = 3, both sides at
+/// least [`MIN_SIDE`] (every 3x3 convolution of the spec network: 28, 14 and 7) and at least
+/// one whole panel of rows. Fewer rows would be mostly padding rows in the kernel (`out_conv`,
+/// 2 rows for one image channel, would cost twice im2col's multiplies), and the last layer
+/// then keeps im2col's smaller rounding error, which reaches F undamped. Measured
 /// on this 2-core Zen 4, CPU time of one thread, the spec network against im2col
 /// everywhere: Winograd down to 28 x 28 0.92, to 14 x 14 0.83, to 7 x 7 0.84 for one image
 /// (7 x 7 has 2 x 2 tiles of which a quarter of the outputs are padding), and a training
 /// step's forward and backward pass at batch 64 0.92, 0.83, 0.77. The choice depends on the
 /// layer and image size only, never on the batch, so one image alone computes what it
 /// computes inside a batch.
-pub(crate) fn suits(k: usize, h: usize, w: usize) -> bool {
-    k == 3 && h.min(w) >= MIN_SIDE
+pub(crate) fn suits(k: usize, h: usize, w: usize, rows: usize) -> bool {
+    k == 3 && h.min(w) >= MIN_SIDE && rows >= PANEL
 }
 
 /// The filters in the Winograd domain, `(G g_oc G^T)[xi]` for row o and input channel c, in
