@@ -234,7 +234,8 @@ impl WinogradFilter {
         }
     }
 
-    /// Position `xi` of [`WinogradFilter::products`], panel by panel, blocks of [`TB`] tiles.
+    /// Position `xi` of [`WinogradFilter::products`], panel by panel, blocks of at most [`TB`]
+    /// tiles.
     fn product(&self, xi: usize, rows: std::ops::Range<usize>, v: &[f32], t: usize, m: &mut [f32]) {
         let cin = self.cin;
         let plen = padded(self.rows) * cin;
@@ -246,9 +247,12 @@ impl WinogradFilter {
                 for p in 0..rp / PANEL {
                     let up = &self.u[xi * plen + (rows.start / PANEL + p) * cin * PANEL..]
                         [..cin * PANEL];
+                    // Blocks as even as possible (49 tiles: 4 of 6 and 5 of 5, not 8 of 6
+                    // and 1 of 1, whose 2 accumulators would wait on the FMA latency).
+                    let blocks = t.div_ceil(TB);
                     let mut k0 = 0;
-                    while k0 < t {
-                        let nt = TB.min(t - k0);
+                    for b in 0..blocks {
+                        let nt = t / blocks + usize::from(b < t % blocks);
                         let args = (up, v, xi, cin, k0, &mut *m, rp, p * PANEL);
                         match nt {
                             6 => panel_block::<6>(args),
