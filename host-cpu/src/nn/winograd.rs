@@ -388,7 +388,7 @@ pub(crate) fn conv3x3(
         |buf, j, ob| {
             let mut outs: Vec<&mut [f32]> = ob.chunks_exact_mut(hw).collect();
             let r0 = j * blk;
-            output_transform(m, rp, r0..r0 + outs.len(), t, h, w, &mut outs, buf);
+            output_transform(m, rp, r0..r0 + outs.len(), 0..t, t, h, w, &mut outs, buf);
         },
     );
 }
@@ -505,8 +505,9 @@ pub(crate) fn output_buf_len(rows: usize) -> usize {
     (4 * S + TILE * TILE) * rows
 }
 
-/// `A^T m A` of every tile for the output channels `r` of the products `m` [36, t, rs]
-/// (column-major with row stride `rs`, [`WinogradFilter::products`]), channel `r.start + o` into `outs[o]` [h, w];
+/// `A^T m A` of the tiles `k` of one image (of the `tt` tiles in `m`) for the output
+/// channels `r` of the products `m` [36, tt, rs] (column-major with row stride `rs`,
+/// [`WinogradFilter::products`]), channel `r.start + o` into `outs[o]` [h, w];
 /// `buf` holds [`output_buf_len`]`(r.len())` values. Tile by tile, A^T is applied down the
 /// columns then along the rows, each across the channels at once (contiguous stretches);
 /// then the 4x4 tile is written out.
@@ -515,14 +516,16 @@ pub(crate) fn output_transform(
     m: &[f32],
     rs: usize,
     r: std::ops::Range<usize>,
-    t: usize,
+    k: std::ops::Range<usize>,
+    tt: usize,
     h: usize,
     w: usize,
     outs: &mut [&mut [f32]],
     buf: &mut [f32],
 ) {
     let (th, tw) = (h.div_ceil(TILE), w.div_ceil(TILE));
-    debug_assert_eq!(t, th * tw);
+    assert!(k.len() == th * tw && k.end <= tt, "winograd: tiles");
+    assert_eq!(m.len(), P * tt * rs, "winograd: products size");
     let nr = r.len();
     assert_eq!(outs.len(), nr, "winograd: output channels");
     assert!(buf.len() >= output_buf_len(nr), "winograd: output scratch");
@@ -533,8 +536,8 @@ pub(crate) fn output_transform(
             let (s, y) = buf.split_at_mut(4 * S * nr);
             for ty in 0..th {
                 for tx in 0..tw {
-                    let k = ty * tw + tx;
-                    let mx = |xi: usize| &m[(xi * t + k) * rs + r.start..][..nr];
+                    let kk = k.start + ty * tw + tx;
+                    let mx = |xi: usize| &m[(xi * tt + kk) * rs + r.start..][..nr];
                     for i in 0..S {
                         let mi: [&[f32]; S] = std::array::from_fn(|j| mx(S * i + j));
                         for o in 0..nr {
