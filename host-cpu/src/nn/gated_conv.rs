@@ -1,6 +1,6 @@
 //! `GatedConv(k)`: `out = conv(x, W) * sigmoid(conv(x, G)) + b`, stride 1, zero padding k/2,
 //! ONE sigmoid, the bias on the main path only. Forward: per sample, the input stage (im2col,
-//! or for k = 3 on large enough images Winograd F(2x2, 3x3)'s input transform, see
+//! or for k = 3 on large enough images Winograd F(4x4, 3x3)'s input transform, see
 //! `winograd::suits`), then blocks of output channels, each its rows of W and G (GEMMs on the
 //! parameters in place, or the Winograd products with the filter in block-interleaved row
 //! order) and the gate, with an optional fused epilogue (per-channel addend, scaled
@@ -8,6 +8,7 @@
 //! matrices (several small images per product), and the input gradient by the adjoint
 //! Winograd convolution or `[W; G]^T dz` and col2im.
 
+use super::filter_cache::FilterCache;
 use super::gemm::{gemm, gemm_rows_t, row_split, sgemm};
 use super::im2col::{col2im, im2col};
 use super::silu::sigmoid;
@@ -28,6 +29,10 @@ pub struct GatedConv {
     weight: usize,
     gate: usize,
     bias: usize,
+    /// The forward pass's Winograd filters, [`WinogradFilter::gated`] of the parameters.
+    forward_filters: FilterCache,
+    /// The input gradient's, [`WinogradFilter::adjoint`] of the stacked parameters.
+    adjoint_filters: FilterCache,
 }
 
 /// What the backward pass needs: the input, and per sample `conv(x, W)` stacked over
@@ -58,6 +63,8 @@ impl GatedConv {
             weight: param_index(layout, &format!("{prefix}.weight"), &w)?,
             gate: param_index(layout, &format!("{prefix}.gate"), &w)?,
             bias: param_index(layout, &format!("{prefix}.bias"), &[cout])?,
+            forward_filters: FilterCache::default(),
+            adjoint_filters: FilterCache::default(),
         })
     }
 
@@ -135,13 +142,15 @@ impl GatedConv {
     /// out = zw * sigmoid(zg) + b with [zw; zg] = [W; G] im2col(x) per sample. With `keep`,
     /// [zw; sigmoid(zg)] is left there ([N, 2 cout, H, W]) for the backward pass.
     ///
-    /// Per sample: the input stage (im2col, or Winograd's input transform) for all output
-    /// channels, then blocks of output channels, each its rows of W and of G (GEMMs, or
-    /// Winograd products and output transform) and the gate. With fewer samples than workers
-    /// both stages are shared out across the workers (by input channel, then by block), so a
+    /// Per sample (per group of samples for Winograd on small images): the input stage
+    /// (im2col, or Winograd's input transform) for all output channels, then blocks of output
+    /// channels, each its rows of W and of G (GEMMs, or Winograd products over the group's
+    /// tiles and output transforms) and the gate. With fewer samples than workers both stages
+    /// are shared out across the workers (by input channel or tile, then by block), so a
     /// single image has two parallel regions per convolution. Every output value is computed
-    /// the same way for any block split (a block of GEMM rows sums in the order of the whole
-    /// product), so one image gives the bits it gives inside a batch.
+    /// the same way for any block split or group (a block of GEMM rows sums in the order of
+    /// the whole product; a Winograd product is one chain over the input channels), so one
+    /// image gives the bits it gives inside a batch.
     fn run(
         &self,
         params: &ParamStore,
@@ -171,7 +180,10 @@ impl GatedConv {
             &params.params[self.weight].data,
             &params.params[self.gate].data,
         );
-        let wino = winograd::suits(k, h, w).then(|| WinogradFilter::gated(wt, gt, cout, cin));
+        let wino = winograd::suits(k, h, w, 2 * cout).then(|| {
+            self.forward_filters
+                .get(&[wt, gt], || WinogradFilter::gated(wt, gt, cout, cin))
+        });
         let bias = &params.params[self.bias].data;
         let xs = x.as_slice().expect("standard layout");
         let parts = row_split(n);
@@ -180,106 +192,159 @@ impl GatedConv {
         // register tiles of the GEMM kernels, where 8 divides cout).
         let grp = winograd::gated_group(cout);
         let blk = cout.div_ceil(parts.min(cout / grp)).div_ceil(grp) * grp;
+        // Samples per group: Winograd's products run over the tiles of several small images
+        // at once (each filter panel then serves them all from the first-level cache), as
+        // many groups as a multiple of the workers. Each product value is the same chain over
+        // the input channels in any group, so the grouping changes no bits.
+        let per_group = match &wino {
+            Some(_) => {
+                let most = (GROUP_TILES / winograd::tiles(h, w)).max(1);
+                let threads = super::threads();
+                n.div_ceil(n.div_ceil(most).div_ceil(threads) * threads)
+            }
+            None => 1,
+        };
         let mut out = Array4::<f32>::zeros((n, cout, h, w));
-        let outs = out.as_slice_mut().unwrap().par_chunks_mut(cout * hw);
-        let sample = |i: usize, o: &mut [f32], z: Option<&mut [f32]>| {
-            let xi = &xs[i * cin * hw..(i + 1) * cin * hw];
+        let outs = out
+            .as_slice_mut()
+            .unwrap()
+            .par_chunks_mut(per_group * cout * hw);
+        // Samples i0.. (o.len() / (cout hw) of them).
+        let group = |i0: usize, o: &mut [f32], z: Option<&mut [f32]>| {
+            let gs = o.len() / (cout * hw);
+            let xg = &xs[i0 * cin * hw..(i0 + gs) * cin * hw];
             // The input stage, into a buffer of this thread (taken out, so that a job this
             // thread runs while waiting below finds its own).
             let mut input = INPUT.with_borrow_mut(std::mem::take);
             let b: &[f32] = match &wino {
                 Some(_) => {
                     let len = winograd::input_len(cin, h, w);
-                    winograd::grow(&mut input, len);
-                    winograd::input_transform(xi, cin, h, w, &mut input[..len], par);
-                    &input[..len]
+                    winograd::grow(&mut input, gs * len);
+                    let vs = input[..gs * len].chunks_exact_mut(len);
+                    for (xi, v) in xg.chunks_exact(cin * hw).zip(vs) {
+                        winograd::input_transform(xi, cin, h, w, v, par);
+                    }
+                    &input[..gs * len]
                 }
-                None if k == 1 => xi,
+                None if k == 1 => xg,
                 None => {
                     winograd::grow(&mut input, kd * hw);
-                    im2col_par(xi, cin, h, w, k, &mut input[..kd * hw], par);
+                    im2col_par(xg, cin, h, w, k, &mut input[..kd * hw], par);
                     &input[..kd * hw]
                 }
             };
-            // One block: channels c0..c0 + o.len() / hw.
-            let block = |c0: usize, o: &mut [f32], zw: &mut [f32], zg: &mut [f32]| {
-                let rows = o.len() / hw;
+            // One block: channels c0..c0 + rows of every sample of the group, each sample's
+            // output channels and its rows of [zw; sigmoid(zg)].
+            let block = |c0: usize,
+                         rows: usize,
+                         per: &mut [(&mut [f32], &mut [f32], &mut [f32])]| {
                 match &wino {
                     Some(f) => {
                         let t = winograd::tiles(h, w);
+                        let rows2 = 2 * rows;
                         BLOCK.with_borrow_mut(|m| {
-                            winograd::grow(m, winograd::product_len(2 * rows, h, w));
-                            let m = &mut m[..winograd::product_len(2 * rows, h, w)];
+                            let len = gs * winograd::product_len(rows2, h, w);
+                            winograd::grow(m, len);
+                            let m = &mut m[..len];
                             // The block's main and gate rows are one run (c0 and rows are
-                            // whole groups).
-                            for (xi, mx) in m.chunks_exact_mut(2 * rows * t).enumerate() {
-                                f.product(xi, 2 * c0..2 * (c0 + rows), b, t, mx);
-                            }
-                            let mut buf = vec![0.0f32; winograd::output_buf_len(h, w)];
-                            let zs = zw.chunks_exact_mut(hw).zip(zg.chunks_exact_mut(hw));
-                            for (r, (zwr, zgr)) in zs.enumerate() {
-                                let row = |gate| winograd::gated_row(cout, c0 + r, gate) - 2 * c0;
-                                let rows2 = 2 * rows;
+                            // whole groups), over the tiles of all the group's samples.
+                            f.products(2 * c0..2 * (c0 + rows), b, gs * t, m);
+                            let mut buf = vec![0.0f32; winograd::output_buf_len(rows2)];
+                            for (si, (_, zw, zg)) in per.iter_mut().enumerate() {
+                                // Each of the run's rows goes to its channel of zw or of zg.
+                                let mut dst: Vec<Option<&mut [f32]>> =
+                                    (0..rows2).map(|_| None).collect();
+                                let zs = zw.chunks_exact_mut(hw).zip(zg.chunks_exact_mut(hw));
+                                for (r, (zwr, zgr)) in zs.enumerate() {
+                                    let row =
+                                        |gate| winograd::gated_row(cout, c0 + r, gate) - 2 * c0;
+                                    dst[row(false)] = Some(zwr);
+                                    dst[row(true)] = Some(zgr);
+                                }
+                                let mut outs: Vec<&mut [f32]> =
+                                    dst.into_iter().map(|d| d.expect("every row")).collect();
                                 winograd::output_transform(
                                     m,
-                                    rows2,
-                                    row(false),
-                                    t,
+                                    winograd::padded(rows2),
+                                    0..rows2,
+                                    si * t..(si + 1) * t,
+                                    gs * t,
                                     h,
                                     w,
-                                    zwr,
-                                    &mut buf,
-                                );
-                                winograd::output_transform(
-                                    m,
-                                    rows2,
-                                    row(true),
-                                    t,
-                                    h,
-                                    w,
-                                    zgr,
+                                    &mut outs,
                                     &mut buf,
                                 );
                             }
                         });
                     }
                     None => {
+                        let (_, zw, zg) = &mut per[0];
                         gemm(rows, kd, hw, &wt[c0 * kd..(c0 + rows) * kd], b, zw);
                         gemm(rows, kd, hw, &gt[c0 * kd..(c0 + rows) * kd], b, zg);
                     }
                 }
-                let chans = i * cout + c0..i * cout + c0 + rows;
-                let epi = BlockEpilogue {
-                    add: add.map(|a| &a[chans.clone()]),
-                    residual: residual.map(|(r, s)| (&r[chans.start * hw..chans.end * hw], s)),
-                };
-                gate(o, zw, zg, &bias[c0..c0 + rows], &epi, hw);
-            };
-            // Block j: its output channels and, when kept, its rows of [zw; sigmoid(zg)].
-            let run_block = |(j, (o, z)): (usize, BlockOut<'_>)| match z {
-                Some((zw, zg)) => block(j * blk, o, zw, zg),
-                None => Z.with_borrow_mut(|zb| {
-                    let len = 2 * o.len();
-                    winograd::grow(zb, len);
-                    let (zw, zg) = zb[..len].split_at_mut(len / 2);
-                    block(j * blk, o, zw, zg)
-                }),
-            };
-            let items: Vec<(usize, BlockOut<'_>)> = match z {
-                Some(z) => {
-                    let (zw, zg) = z.split_at_mut(cout * hw);
-                    let zs = zw.chunks_mut(blk * hw).zip(zg.chunks_mut(blk * hw));
-                    o.chunks_mut(blk * hw)
-                        .zip(zs.map(Some))
-                        .enumerate()
-                        .collect()
+                for (si, (o, zw, zg)) in per.iter_mut().enumerate() {
+                    let i = i0 + si;
+                    let chans = i * cout + c0..i * cout + c0 + rows;
+                    let epi = BlockEpilogue {
+                        add: add.map(|a| &a[chans.clone()]),
+                        residual: residual.map(|(r, s)| (&r[chans.start * hw..chans.end * hw], s)),
+                    };
+                    gate(o, zw, zg, &bias[c0..c0 + rows], &epi, hw);
                 }
-                None => o
-                    .chunks_mut(blk * hw)
-                    .map(|ob| (ob, None))
-                    .enumerate()
-                    .collect(),
             };
+            // Block j: per sample its output channels and, when kept, its rows of
+            // [zw; sigmoid(zg)] (else this thread's scratch).
+            let run_block = |(j, items): (usize, Vec<BlockOut<'_>>)| {
+                let rows = items[0].0.len() / hw;
+                match items[0].1 {
+                    Some(_) => {
+                        let mut per: Vec<_> = items
+                            .into_iter()
+                            .map(|(o, z)| {
+                                let (zw, zg) = z.expect("all kept");
+                                (o, zw, zg)
+                            })
+                            .collect();
+                        block(j * blk, rows, &mut per)
+                    }
+                    None => Z.with_borrow_mut(|zb| {
+                        let len = 2 * rows * hw;
+                        winograd::grow(zb, items.len() * len);
+                        let mut per: Vec<_> = items
+                            .into_iter()
+                            .zip(zb.chunks_exact_mut(len))
+                            .map(|((o, _), zs)| {
+                                let (zw, zg) = zs.split_at_mut(len / 2);
+                                (o, zw, zg)
+                            })
+                            .collect();
+                        block(j * blk, rows, &mut per)
+                    }),
+                }
+            };
+            let blocks = cout.div_ceil(blk);
+            let mut items: Vec<(usize, Vec<BlockOut<'_>>)> =
+                (0..blocks).map(|j| (j, Vec::with_capacity(gs))).collect();
+            let os = o.chunks_mut(cout * hw);
+            match z {
+                Some(z) => {
+                    for (oi, zi) in os.zip(z.chunks_mut(2 * cout * hw)) {
+                        let (zw, zg) = zi.split_at_mut(cout * hw);
+                        let zs = zw.chunks_mut(blk * hw).zip(zg.chunks_mut(blk * hw));
+                        for ((ob, zb), it) in oi.chunks_mut(blk * hw).zip(zs).zip(&mut items) {
+                            it.1.push((ob, Some(zb)));
+                        }
+                    }
+                }
+                None => {
+                    for oi in os {
+                        for (ob, it) in oi.chunks_mut(blk * hw).zip(&mut items) {
+                            it.1.push((ob, None));
+                        }
+                    }
+                }
+            }
             if par {
                 items.into_par_iter().for_each(run_block);
             } else {
@@ -291,14 +356,17 @@ impl GatedConv {
                 }
             });
         };
+        let stride = per_group * cout * hw;
         match keep {
             Some(z) => {
                 assert_eq!(z.dim(), (n, 2 * cout, h, w), "GatedConv: cache shape");
-                outs.zip(z.as_slice_mut().unwrap().par_chunks_mut(2 * cout * hw))
+                outs.zip(z.as_slice_mut().unwrap().par_chunks_mut(2 * stride))
                     .enumerate()
-                    .for_each(|(i, (o, zi))| sample(i, o, Some(zi)));
+                    .for_each(|(g, (o, zi))| group(g * per_group, o, Some(zi)));
             }
-            None => outs.enumerate().for_each(|(i, o)| sample(i, o, None)),
+            None => outs
+                .enumerate()
+                .for_each(|(g, o)| group(g * per_group, o, None)),
         }
         out
     }
@@ -317,7 +385,11 @@ impl GatedConv {
         let hw = h * w;
         let (cout, kd, k) = (self.cout, self.kdim(), self.k);
         let st = self.stacked(params);
-        let wino = winograd::suits(k, h, w).then(|| WinogradFilter::adjoint(&st, 2 * cout, cin));
+        let wino = winograd::suits(k, h, w, cin).then(|| {
+            let (wt, gt) = st.split_at(cout * kd);
+            self.adjoint_filters
+                .get(&[wt, gt], || WinogradFilter::adjoint(&st, 2 * cout, cin))
+        });
         let want_grads = grads.is_some();
         let xs = cache.x.as_slice().unwrap();
         let zs = cache.z.as_slice().unwrap();
@@ -463,6 +535,9 @@ impl GatedConv {
 /// Parts the batch is split into for the parameter gradients of the backward pass (at most
 /// this many workers share a convolution's backward pass; each part holds one copy of dW).
 const GRAD_PARTS: usize = 8;
+
+/// Most Winograd tiles (summed over a group's samples) per product in the forward pass.
+const GROUP_TILES: usize = 48;
 
 /// Pixels (summed over samples) per weight-gradient product on small images: gemm's depth
 /// block, so that one product is one pass over dW.
@@ -665,7 +740,7 @@ mod tests {
                 let xi = &x.as_slice().unwrap()[i * cin * hw..(i + 1) * cin * hw];
                 let conv_of = |kern: &[f32]| {
                     let mut z = vec![0.0f32; cout * hw];
-                    if winograd::suits(k, h, w) {
+                    if winograd::suits(k, h, w, 2 * cout) {
                         let f = WinogradFilter::new(kern, cout, cin);
                         let mut s = winograd::Scratch::default();
                         winograd::conv3x3(&f, xi, h, w, &mut z, 1, &mut s);

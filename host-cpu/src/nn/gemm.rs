@@ -187,27 +187,6 @@ pub(crate) fn gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [
     product(1.0, Mat::new(a, m, k), Mat::new(b, k, n), 0.0, c);
 }
 
-/// `c [m, n] = a [m, k] b [k, n]` with `a` and `c` row-major and the rows of `b` `b_rs`
-/// apart (row p of b is `b[p b_rs..p b_rs + n]`).
-pub(crate) fn gemm_strided(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    b: &[f32],
-    b_rs: usize,
-    c: &mut [f32],
-) {
-    let b = Mat {
-        data: b,
-        rows: k,
-        cols: n,
-        rs: b_rs,
-        cs: 1,
-    };
-    product(1.0, Mat::new(a, m, k), b, 0.0, c);
-}
-
 fn gemm_rows_mat(a: Mat<'_>, b: &[f32], c: &mut [f32], parts: usize) {
     let (m, k) = (a.rows, a.cols);
     let n = c.len() / m.max(1);

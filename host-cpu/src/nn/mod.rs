@@ -6,6 +6,7 @@
 pub mod concat;
 pub mod embedding;
 pub mod exp;
+pub(crate) mod filter_cache;
 pub mod gated_conv;
 pub mod gemm;
 pub mod group_norm;
