@@ -50,7 +50,7 @@ fn ref_network_matches_host_cpu_three_levels_two_blocks() {
 }
 
 /// The spec configuration at 28 x 28, where host-cpu computes the 3 x 3 convolutions by
-/// Winograd F(2x2, 3x3) (other roundings than im2col + SGEMM): the same bound holds.
+/// Winograd F(4x4, 3x3) (other roundings than im2col + SGEMM): the same bound holds.
 #[test]
 fn ref_network_matches_host_cpu_spec_config() {
     check(UNetConfig::spec_mnist(), 2, 13);
