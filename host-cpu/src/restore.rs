@@ -115,6 +115,9 @@ pub struct SigmaChoice {
     pub hidden_pixels: usize,
 }
 
+/// Fork index of [`choose_restore_sigma`]'s hiding draws ("hold" in ASCII).
+const HOLDOUT_STREAM: u64 = 0x686f_6c64;
+
 /// Chooses the restoration sigma on the held-out measurements `data` (use images that were
 /// not trained on): hides a further `hide` fraction of each image's observed pixels (seeded),
 /// restores at each of `candidates` and scores by the squared error on the hidden pixels.
@@ -133,7 +136,10 @@ pub fn choose_restore_sigma(
         return Err(RestoreError::NoCandidates);
     }
     let op = RandomInpainting::new(1, h, w, 0.0, hide).map_err(RestoreError::Corruption)?;
-    let mut rng = AmbientRng::new(seed);
+    // A fork, not `AmbientRng::new(seed)`: `corrupt_dataset` draws one Bernoulli per pixel from
+    // `AmbientRng::new(its seed)` in this same order, so with equal seeds the hiding lined up
+    // with the corruption and hid every observed pixel (and scored sigma on nothing seen).
+    let mut rng = AmbientRng::new(seed).fork(HOLDOUT_STREAM);
     let mut a2 = vec![0.0f32; n * chw];
     let mut y2 = vec![0.0f32; n * chw];
     let mut pa = vec![0.0f32; hw];
@@ -214,6 +220,38 @@ mod tests {
             measurements: vec![0.25 * mask; 32],
             masks: vec![mask; 32],
             meta: None,
+        }
+    }
+
+    /// The hiding must be independent of how the data were corrupted, whatever seed made
+    /// them: each observed pixel is hidden with probability `hide` = 0.2. Over 24 images of
+    /// 4 x 4 at p = 0.5 (about 192 observed pixels) the hidden fraction has a standard
+    /// deviation of sqrt(0.2 * 0.8 / 192) = 0.029, so [0.05, 0.35] is 5 of them either side.
+    /// (With the hiding drawn from `AmbientRng::new(seed)`, corruption seed 1 hid all of them.)
+    #[test]
+    fn hiding_is_independent_of_the_corruption_seed() {
+        use crate::corrupt::{corrupt_dataset, CorruptionKind};
+        let (net, params) = tiny();
+        let clean = CorruptedDataset {
+            n: 24,
+            c: 1,
+            h: 4,
+            w: 4,
+            measurements: (0..384).map(|i| (i % 7) as f32 / 7.0 - 0.5).collect(),
+            masks: vec![1.0; 384],
+            meta: None,
+        };
+        for corruption_seed in 0..6 {
+            let data = corrupt_dataset(&clean, CorruptionKind::Random { p: 0.5 }, corruption_seed)
+                .unwrap();
+            let observed = data.masks.iter().filter(|&&m| m == 1.0).count();
+            let c = choose_restore_sigma(&net, &params, &data, &[0.1], 0.2, 1).unwrap();
+            let f = c.hidden_pixels as f64 / observed as f64;
+            assert!(
+                (0.05..=0.35).contains(&f),
+                "corruption seed {corruption_seed}: hid {} of {observed} observed pixels",
+                c.hidden_pixels
+            );
         }
     }
 
