@@ -52,11 +52,6 @@ impl Timings {
         Ok(Timings { path, seconds })
     }
 
-    fn add(&mut self, key: &str, secs: f64) -> Result<()> {
-        let total = self.seconds.get(key).copied().unwrap_or(0.0) + secs;
-        self.set(key, total)
-    }
-
     fn set(&mut self, key: &str, secs: f64) -> Result<()> {
         self.seconds.insert(key.to_string(), secs);
         let text = serde_json::to_string_pretty(&self.seconds).context("JSON")?;
@@ -79,7 +74,8 @@ fn stage(t: &mut Timings, key: &str, done: &Path, f: impl FnOnce() -> Result<()>
     let t0 = Instant::now();
     f()?;
     let s = t0.elapsed().as_secs_f64();
-    t.add(key, s)?;
+    // A stage runs to its end in one invocation; a re-run (its output deleted) replaces it.
+    t.set(key, s)?;
     eprintln!("[experiment] {key}: done in {s:.1} s");
     Ok(())
 }
