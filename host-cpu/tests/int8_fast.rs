@@ -167,7 +167,7 @@ fn firmware_blob_equals_core() {
 
 #[test]
 fn shipped_mnist_blob_equals_core() {
-    shipped_blob_equals_core("models/ambient-mnist-p0.8.sigma1.int8.blob", 3);
+    shipped_blob_equals_core("models/ambient-mnist-p0.8.int8.blob", 3);
 }
 
 /// `restore_int8` (what `ambient restore --int8` runs) is the fast path and agrees with the
@@ -204,7 +204,7 @@ fn runner_is_the_fast_path_and_keeps_the_core_errors() {
     y_bad[9] = f32::NAN;
     both(&y_bad, &m, &mut out, &mut out_core);
     // A workspace sized for another model is an error, not a panic.
-    let other = std::fs::read(root().join("models/ambient-mnist-p0.8.sigma1.int8.blob")).unwrap();
+    let other = std::fs::read(root().join("models/ambient-mnist-p0.8.int8.blob")).unwrap();
     let other_words = words_of(&other);
     let other = FastInt8Model::new(&model_of(&other_words, other.len())).unwrap();
     let mut small = FastWorkspace::new(&fast);
@@ -750,7 +750,7 @@ fn thread_cpu_ns() -> Option<u64> {
 fn cpu_time_per_restoration() {
     for (path, rounds) in [
         ("firmware-demo/assets/model.blob", 20),
-        ("models/ambient-mnist-p0.8.sigma1.int8.blob", 2),
+        ("models/ambient-mnist-p0.8.int8.blob", 2),
     ] {
         let bytes = std::fs::read(root().join(path)).unwrap();
         let words = words_of(&bytes);
