@@ -15,19 +15,9 @@ root="$(cd "$here/../.." && pwd)"
 out="${1:-$root/target/cuda-emu}"
 cxx="${CXX:-g++}"
 
-# cust_raw's list of entry points (as build-stub.sh): each one the emulator does not implement
-# answers CUDA_ERROR_NOT_SUPPORTED, naming itself on stderr.
-cust_raw_manifest="$(cd "$root" && cargo metadata --format-version 1 --locked --features ambient-cuda/cuda |
-  python3 -c 'import json,sys
-pk=[p for p in json.load(sys.stdin)["packages"] if p["name"]=="cust_raw"]
-print(pk[0]["manifest_path"] if pk else "")')"
-if [ -z "$cust_raw_manifest" ]; then
-  echo "build-emu: cust_raw is not in the dependency graph (cargo fetch first?)" >&2
-  exit 1
-fi
-bindings="$(dirname "$cust_raw_manifest")/src/cuda.rs"
-[ -f "$bindings" ] || { echo "build-emu: $bindings not found (cargo fetch first)" >&2; exit 1; }
-symbols="$(grep -oE 'pub fn cu[A-Za-z0-9_]+' "$bindings" | sed 's/pub fn //' | sort -u)"
+# cust_raw's list of entry points (stub/cust-symbols.sh, as for the stub): each one the
+# emulator does not implement answers CUDA_ERROR_NOT_SUPPORTED, naming itself on stderr.
+symbols="$("$root/host-cuda/stub/cust-symbols.sh")"
 implemented="$(grep -oE '^CUAPI CUresult cu[A-Za-z0-9_]+' "$here/driver.cpp" | sed 's/.* //' | sort -u)"
 unknown="$(comm -13 <(printf '%s\n' "$symbols") <(printf '%s\n' "$implemented"))"
 if [ -n "$unknown" ]; then
