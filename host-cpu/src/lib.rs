@@ -6,6 +6,7 @@ pub mod corrupt;
 pub mod denoiser;
 pub mod error;
 pub mod eval;
+pub mod frozen;
 pub mod init;
 pub mod io;
 pub mod metrics;

@@ -12,6 +12,7 @@ use ambient_core::{AmbientRng, CoreError};
 use ndarray::Array4;
 
 use crate::denoiser::CpuDenoiser;
+use crate::frozen::FrozenParams;
 use crate::io::dataset::CorruptedDataset;
 use crate::params::ParamStore;
 use crate::tensor_nd::NdTensor;
@@ -80,7 +81,12 @@ pub fn restore_measurements(
         });
     }
     let mut out = vec![0.0f32; n * chw];
-    let mut den = CpuDenoiser { net, params };
+    // Frozen: the Winograd filters are checked against the weights once, not every batch.
+    let frozen = FrozenParams::new(params);
+    let mut den = CpuDenoiser {
+        net,
+        params: &frozen,
+    };
     let mut start = 0;
     while start < n {
         let b = batch.max(1).min(n - start);

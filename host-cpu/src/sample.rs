@@ -10,6 +10,7 @@ use ndarray::Array4;
 
 use crate::config::ModelConfig;
 use crate::denoiser::CpuDenoiser;
+use crate::frozen::FrozenParams;
 use crate::params::ParamStore;
 use crate::tensor_nd::NdTensor;
 use crate::unet::UNet;
@@ -88,7 +89,12 @@ pub fn generate(
     let mut x = NdTensor(Array4::zeros((n, c, h, w)));
     rng.fill_normal(x.0.as_slice_mut().expect("standard layout"));
     x.0.mapv_inplace(|v| v * schedule.sigma_max());
-    let mut den = CpuDenoiser { net, params };
+    // Frozen: the Winograd filters are checked against the weights once, not every step.
+    let frozen = FrozenParams::new(params);
+    let mut den = CpuDenoiser {
+        net,
+        params: &frozen,
+    };
     let z = || NdTensor(Array4::zeros((n, c, h, w)));
     match opts.guidance {
         None => {

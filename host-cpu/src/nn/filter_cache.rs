@@ -1,37 +1,58 @@
 //! The Winograd-domain filters of one convolution, kept between calls for as long as its
 //! parameters stay bit for bit the same: inference (restoration, sampling) runs one weight
 //! set many times and transforms it once; training changes the weights every step, which
-//! the comparison finds at the first value that differs, and the filters are rebuilt.
+//! the comparison finds at the first value that differs, and the filters are rebuilt. Weights
+//! under a live `FrozenParams` guard (crate::frozen) are compared once per guard: its id,
+//! kept with the filter, then vouches for them.
 
 use super::winograd::WinogradFilter;
 use std::sync::{Arc, Mutex};
 
-/// The last filter built and the parameters it was built from (their bits, concatenated).
+/// The last filter built, the parameters it was built from (their bits, concatenated) and
+/// the id of the frozen store they were last found equal in, if any.
 #[derive(Default)]
-pub(crate) struct FilterCache(Mutex<Option<(Vec<u32>, Arc<WinogradFilter>)>>);
+pub(crate) struct FilterCache(Mutex<Option<Cached>>);
+
+struct Cached {
+    key: Vec<u32>,
+    filter: Arc<WinogradFilter>,
+    frozen: Option<u64>,
+}
 
 impl FilterCache {
     /// The filter `build` makes from the parameters `parts`: the cached one when `parts`
     /// are, bit for bit, those it was built from (so the result is always what `build`
     /// returns now), else a new one, which replaces it.
+    /// returns now), else a new one, which replaces it. `frozen`: the id of a live
+    /// `FrozenParams` over the store `parts` come from (crate::frozen::frozen_id); when the
+    /// cached filter was last checked under that same id, the comparison is skipped.
     pub(crate) fn get(
         &self,
         parts: &[&[f32]],
+        frozen: Option<u64>,
         build: impl FnOnce() -> WinogradFilter,
     ) -> Arc<WinogradFilter> {
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((key, f)) = slot.as_ref() {
-            if same_bits(key, parts) {
-                return Arc::clone(f);
+        if let Some(c) = slot.as_mut() {
+            if frozen.is_some() && c.frozen == frozen {
+                return Arc::clone(&c.filter);
+            }
+            if same_bits(&c.key, parts) {
+                c.frozen = frozen;
+                return Arc::clone(&c.filter);
             }
         }
-        let f = Arc::new(build());
+        let filter = Arc::new(build());
         let key = parts
             .iter()
             .flat_map(|p| p.iter().map(|v| v.to_bits()))
             .collect();
-        *slot = Some((key, Arc::clone(&f)));
-        f
+        *slot = Some(Cached {
+            key,
+            filter: Arc::clone(&filter),
+            frozen,
+        });
+        filter
     }
 }
 
@@ -73,7 +94,7 @@ mod tests {
         let cache = FilterCache::default();
         let builds = Cell::new(0);
         let get = |w: &[f32], g: &[f32]| {
-            cache.get(&[w, g], || {
+            cache.get(&[w, g], None, || {
                 builds.set(builds.get() + 1);
                 WinogradFilter::new(w, 1, 1)
             })
@@ -95,5 +116,39 @@ mod tests {
         g2[8] = 1.5;
         get(&w2, &g2);
         assert_eq!(builds.get(), 3, "the last value of the last part");
+    }
+
+    /// Under one frozen id the bits are compared once, then trusted (the guard's borrow
+    /// guarantees they stay); a new id (another guard) compares again, and finding other
+    /// bits rebuilds.
+    #[test]
+    fn a_frozen_id_skips_the_comparison_until_it_changes() {
+        let cache = FilterCache::default();
+        let builds = Cell::new(0);
+        let get = |w: &[f32], id: Option<u64>| {
+            cache.get(&[w], id, || {
+                builds.set(builds.get() + 1);
+                WinogradFilter::new(w, 1, 1)
+            })
+        };
+        let w = [1.0f32; 9];
+        let mut w2 = w;
+        w2[4] = 2.0;
+        let a = get(&w, Some(7));
+        assert!(Arc::ptr_eq(&a, &get(&w, Some(7))) && builds.get() == 1);
+        // What the id vouches for is not compared again (other bits under the same id
+        // cannot occur while the guard lives; this shows the comparison is skipped).
+        assert!(Arc::ptr_eq(&a, &get(&w2, Some(7))) && builds.get() == 1);
+        let b = get(&w2, Some(8));
+        assert!(
+            !Arc::ptr_eq(&a, &b) && builds.get() == 2,
+            "new id: compared, rebuilt"
+        );
+        assert!(
+            Arc::ptr_eq(&b, &get(&w2, None)) && builds.get() == 2,
+            "same bits"
+        );
+        get(&w, None);
+        assert_eq!(builds.get(), 3, "no id: always compared");
     }
 }

@@ -15,6 +15,7 @@ use super::silu::sigmoid;
 use super::simd;
 use super::winograd::{self, WinogradFilter};
 use super::{accumulate, param_index};
+use crate::frozen::frozen_id;
 use crate::params::ParamStore;
 use ndarray::Array4;
 use rayon::prelude::*;
@@ -181,8 +182,9 @@ impl GatedConv {
             &params.params[self.gate].data,
         );
         let wino = winograd::suits(k, h, w, 2 * cout).then(|| {
-            self.forward_filters
-                .get(&[wt, gt], || WinogradFilter::gated(wt, gt, cout, cin))
+            self.forward_filters.get(&[wt, gt], frozen_id(params), || {
+                WinogradFilter::gated(wt, gt, cout, cin)
+            })
         });
         let bias = &params.params[self.bias].data;
         let xs = x.as_slice().expect("standard layout");
@@ -235,10 +237,55 @@ impl GatedConv {
             };
             // One block: channels c0..c0 + rows of every sample of the group, each sample's
             // output channels and its rows of [zw; sigmoid(zg)].
+            // The epilogue of sample `si` of the group, channels c0..c0 + rows.
+            let epilogue_of = |si: usize, c0: usize, rows: usize| {
+                let i = i0 + si;
+                let chans = i * cout + c0..i * cout + c0 + rows;
+                BlockEpilogue {
+                    add: add.map(|a| &a[chans.clone()]),
+                    residual: residual.map(|(r, s)| (&r[chans.start * hw..chans.end * hw], s)),
+                }
+            };
+            // Without the cache (`kept` false) Winograd's output stage is fused with the
+            // gate (`winograd::output_transform_gated`), and zw and zg are left empty.
             let block = |c0: usize,
                          rows: usize,
-                         per: &mut [(&mut [f32], &mut [f32], &mut [f32])]| {
+                         per: &mut [(&mut [f32], &mut [f32], &mut [f32])],
+                         kept: bool| {
                 match &wino {
+                    Some(f) if !kept => {
+                        let t = winograd::tiles(h, w);
+                        BLOCK.with_borrow_mut(|m| {
+                            let len = gs * winograd::product_len(2 * rows, h, w);
+                            winograd::grow(m, len);
+                            let m = &mut m[..len];
+                            f.products(2 * c0..2 * (c0 + rows), b, gs * t, m);
+                            let mut buf = vec![0.0f32; winograd::gated_buf_len(rows)];
+                            for (si, (o, _, _)) in per.iter_mut().enumerate() {
+                                let epi = epilogue_of(si, c0, rows);
+                                winograd::output_transform_gated(
+                                    m,
+                                    winograd::padded(2 * rows),
+                                    grp,
+                                    si * t..(si + 1) * t,
+                                    gs * t,
+                                    h,
+                                    w,
+                                    o,
+                                    &bias[c0..c0 + rows],
+                                    epi.add,
+                                    &mut buf,
+                                );
+                                if let Some((res, scale)) = epi.residual {
+                                    simd::dispatch(
+                                        #[inline(always)]
+                                        || scaled_residual(o, res, scale),
+                                    );
+                                }
+                            }
+                        });
+                        return;
+                    }
                     Some(f) => {
                         let t = winograd::tiles(h, w);
                         let rows2 = 2 * rows;
@@ -284,13 +331,14 @@ impl GatedConv {
                     }
                 }
                 for (si, (o, zw, zg)) in per.iter_mut().enumerate() {
-                    let i = i0 + si;
-                    let chans = i * cout + c0..i * cout + c0 + rows;
-                    let epi = BlockEpilogue {
-                        add: add.map(|a| &a[chans.clone()]),
-                        residual: residual.map(|(r, s)| (&r[chans.start * hw..chans.end * hw], s)),
-                    };
-                    gate(o, zw, zg, &bias[c0..c0 + rows], &epi, hw);
+                    gate(
+                        o,
+                        zw,
+                        zg,
+                        &bias[c0..c0 + rows],
+                        &epilogue_of(si, c0, rows),
+                        hw,
+                    );
                 }
             };
             // Block j: per sample its output channels and, when kept, its rows of
@@ -306,7 +354,14 @@ impl GatedConv {
                                 (o, zw, zg)
                             })
                             .collect();
-                        block(j * blk, rows, &mut per)
+                        block(j * blk, rows, &mut per, true)
+                    }
+                    None if wino.is_some() => {
+                        let mut per: Vec<_> = items
+                            .into_iter()
+                            .map(|(o, _)| (o, &mut [][..], &mut [][..]))
+                            .collect();
+                        block(j * blk, rows, &mut per, false)
                     }
                     None => Z.with_borrow_mut(|zb| {
                         let len = 2 * rows * hw;
@@ -319,7 +374,7 @@ impl GatedConv {
                                 (o, zw, zg)
                             })
                             .collect();
-                        block(j * blk, rows, &mut per)
+                        block(j * blk, rows, &mut per, false)
                     }),
                 }
             };
@@ -387,8 +442,9 @@ impl GatedConv {
         let st = self.stacked(params);
         let wino = winograd::suits(k, h, w, cin).then(|| {
             let (wt, gt) = st.split_at(cout * kd);
-            self.adjoint_filters
-                .get(&[wt, gt], || WinogradFilter::adjoint(&st, 2 * cout, cin))
+            self.adjoint_filters.get(&[wt, gt], frozen_id(params), || {
+                WinogradFilter::adjoint(&st, 2 * cout, cin)
+            })
         });
         let want_grads = grads.is_some();
         let xs = cache.x.as_slice().unwrap();
@@ -622,10 +678,17 @@ fn gate_portable(
             oc.iter_mut().for_each(|o| *o += ac);
         }
         if let Some((res, scale)) = e.residual {
-            for (o, &v) in oc.iter_mut().zip(&res[r]) {
-                *o = (*o + v) * scale;
-            }
+            scaled_residual(oc, &res[r], scale);
         }
+    }
+}
+
+/// `o = (o + res) * scale`, the epilogue's last step.
+#[inline(always)]
+fn scaled_residual(o: &mut [f32], res: &[f32], scale: f32) {
+    assert_eq!(o.len(), res.len(), "GatedConv: residual length");
+    for (o, &v) in o.iter_mut().zip(res) {
+        *o = (*o + v) * scale;
     }
 }
 
@@ -790,6 +853,41 @@ mod tests {
 
     /// The fused epilogue is the separate passes it replaces, bit for bit: `out + add[n, c]`,
     /// then `(out + residual) / sqrt(2)`, for the batch and one image on 2 workers (blocks).
+    /// Frozen weights give the bits of unfrozen ones, and once the guard is gone a change
+    /// of the weights is seen again: the output is then that of a fresh layer (no filter
+    /// trusted past its guard), on the forward pass and on the input gradient.
+    #[test]
+    fn frozen_weights_are_trusted_only_while_frozen() {
+        let mut rng = AmbientRng::new(13);
+        // 16 in and out: Winograd on the forward pass and on the input gradient.
+        let (conv, mut params) = layer(16, 16, 3, &mut rng);
+        let mut x = Array4::<f32>::zeros((1, 16, 12, 12));
+        x.iter_mut().for_each(|v| *v = rng.normal());
+        let mut d = Array4::<f32>::zeros((1, 16, 12, 12));
+        d.iter_mut().for_each(|v| *v = rng.normal());
+        let run = |conv: &GatedConv, p: &ParamStore| {
+            let (out, cache) = conv.forward(p, &x);
+            (
+                conv.forward_inference(p, &x),
+                out,
+                conv.backward(p, &cache, &d, None),
+            )
+        };
+        let plain = run(&conv.clone(), &params);
+        {
+            let frozen = crate::frozen::FrozenParams::new(&params);
+            assert!(run(&conv, &frozen) == plain && run(&conv, &frozen) == plain);
+        }
+        params.params[0].data[5] += 0.25;
+        params.params[1].data[7] -= 0.25;
+        let changed = run(&conv, &params);
+        assert!(changed.0 != plain.0, "the change matters");
+        assert!(
+            changed == run(&conv.clone(), &params),
+            "a fresh layer's bits"
+        );
+    }
+
     #[test]
     fn epilogue_is_the_separate_passes() {
         let mut rng = AmbientRng::new(12);

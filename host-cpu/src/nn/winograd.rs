@@ -18,6 +18,7 @@
 //! and the channel sum; the tests bound the error by that count times the same algorithm run
 //! on absolute values.
 
+use super::silu::sigmoid;
 use super::simd;
 use rayon::prelude::*;
 
@@ -434,19 +435,28 @@ pub(crate) fn input_transform(x: &[f32], cin: usize, h: usize, w: usize, v: &mut
     let len = (TILE * th + 2) * wp * cin;
     let mut xp = PADDED.with_borrow_mut(std::mem::take);
     grow(&mut xp, len);
-    let xp_used = &mut xp[..len];
-    simd::dispatch(
-        #[inline(always)]
-        || {
-            xp_used.fill(0.0);
-            for (c, xc) in x.chunks_exact(h * w).enumerate() {
-                for (y, row) in xc.chunks_exact(w).enumerate() {
-                    let dst = &mut xp_used[((y + 1) * wp + 1) * cin + c..];
-                    for (xx, &val) in row.iter().enumerate() {
-                        dst[xx * cin] = val;
+    // Row by row of the padded image (shared out across the workers when `par`).
+    for_chunks(
+        &mut xp[..len],
+        wp * cin,
+        par,
+        || (),
+        |_, yp, dst| {
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    dst.fill(0.0);
+                    if (1..=h).contains(&yp) {
+                        let y = yp - 1;
+                        for (c, xc) in x.chunks_exact(h * w).enumerate() {
+                            let row = &xc[y * w..(y + 1) * w];
+                            for (xx, &val) in row.iter().enumerate() {
+                                dst[(xx + 1) * cin + c] = val;
+                            }
+                        }
                     }
-                }
-            }
+                },
+            )
         },
     );
     let xp_ref = &xp[..len];
@@ -508,9 +518,8 @@ pub(crate) fn output_buf_len(rows: usize) -> usize {
 /// `A^T m A` of the tiles `k` of one image (of the `tt` tiles in `m`) for the output
 /// channels `r` of the products `m` [36, tt, rs] (column-major with row stride `rs`,
 /// [`WinogradFilter::products`]), channel `r.start + o` into `outs[o]` [h, w];
-/// `buf` holds [`output_buf_len`]`(r.len())` values. Tile by tile, A^T is applied down the
-/// columns then along the rows, each across the channels at once (contiguous stretches);
-/// then the 4x4 tile is written out.
+/// `buf` holds [`output_buf_len`]`(r.len())` values. Tile by tile ([`tile_values`]), then
+/// the 4x4 tile is written out.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn output_transform(
     m: &[f32],
@@ -532,30 +541,11 @@ pub(crate) fn output_transform(
     simd::dispatch(
         #[inline(always)]
         || {
-            // s[4 q + i] = (m A)[i][q] for one tile, y[4 p + q] = (A^T m A)[p][q].
             let (s, y) = buf.split_at_mut(4 * S * nr);
             for ty in 0..th {
                 for tx in 0..tw {
                     let kk = k.start + ty * tw + tx;
-                    let mx = |xi: usize| &m[(xi * tt + kk) * rs + r.start..][..nr];
-                    for i in 0..S {
-                        let mi: [&[f32]; S] = std::array::from_fn(|j| mx(S * i + j));
-                        for o in 0..nr {
-                            let a = at_col(std::array::from_fn(|j| mi[j][o]));
-                            for (q, &av) in a.iter().enumerate() {
-                                s[(S * q + i) * nr + o] = av;
-                            }
-                        }
-                    }
-                    for q in 0..TILE {
-                        let sq = &s[S * q * nr..S * (q + 1) * nr];
-                        for o in 0..nr {
-                            let a = at_col(std::array::from_fn(|i| sq[i * nr + o]));
-                            for (p, &av) in a.iter().enumerate() {
-                                y[(TILE * p + q) * nr + o] = av;
-                            }
-                        }
-                    }
+                    tile_values(m, rs, r.start, nr, kk, tt, s, y);
                     for p in 0..TILE {
                         let oy = TILE * ty + p;
                         if oy >= h {
@@ -569,6 +559,122 @@ pub(crate) fn output_transform(
                             let yv = &y[(TILE * p + q) * nr..][..nr];
                             for (o, dst) in outs.iter_mut().enumerate() {
                                 dst[oy * w + ox] = yv[o];
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// `y[(4 p + q) nr + o] = (A^T m A)[p][q]` of tile `kk` for the `nr` rows from `r0` of the
+/// products `m` ([`output_transform`]); `s` holds 24 nr values. A^T is applied down the
+/// columns then along the rows, each across the rows at once (contiguous stretches).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile_values(
+    m: &[f32],
+    rs: usize,
+    r0: usize,
+    nr: usize,
+    kk: usize,
+    tt: usize,
+    s: &mut [f32],
+    y: &mut [f32],
+) {
+    let mx = |xi: usize| &m[(xi * tt + kk) * rs + r0..][..nr];
+    // s[(6 q + i) nr + o] = (m A)[i][q].
+    for i in 0..S {
+        let mi: [&[f32]; S] = std::array::from_fn(|j| mx(S * i + j));
+        for o in 0..nr {
+            let a = at_col(std::array::from_fn(|j| mi[j][o]));
+            for (q, &av) in a.iter().enumerate() {
+                s[(S * q + i) * nr + o] = av;
+            }
+        }
+    }
+    for q in 0..TILE {
+        let sq = &s[S * q * nr..S * (q + 1) * nr];
+        for o in 0..nr {
+            let a = at_col(std::array::from_fn(|i| sq[i * nr + o]));
+            for (p, &av) in a.iter().enumerate() {
+                y[(TILE * p + q) * nr + o] = av;
+            }
+        }
+    }
+}
+
+/// Length of [`output_transform_gated`]'s scratch for `cout` output channels.
+pub(crate) fn gated_buf_len(cout: usize) -> usize {
+    output_buf_len(2 * cout) + TILE * TILE * cout
+}
+
+/// The output stage of a gated convolution when nothing is kept (inference), fused: per
+/// tile of one image, `y = A^T m A` of the run's main and gate rows (`grp` main rows then
+/// `grp` gate rows per group of channels, [`WinogradFilter::gated`]'s order), then
+/// `out = y_main * sigmoid(y_gate) + bias`, `+ add` when given, for the `bias.len()` output
+/// channels `out` [cout, h, w]; `buf` holds [`gated_buf_len`] values. These are the
+/// operations, in the same order, of [`output_transform`] into zw and zg followed by the
+/// gate, so the values are the same bits; zw and zg are never written out.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn output_transform_gated(
+    m: &[f32],
+    rs: usize,
+    grp: usize,
+    k: std::ops::Range<usize>,
+    tt: usize,
+    h: usize,
+    w: usize,
+    out: &mut [f32],
+    bias: &[f32],
+    add: Option<&[f32]>,
+    buf: &mut [f32],
+) {
+    let (th, tw) = (h.div_ceil(TILE), w.div_ceil(TILE));
+    let (cout, hw) = (bias.len(), h * w);
+    let nr = 2 * cout;
+    assert!(k.len() == th * tw && k.end <= tt, "winograd: tiles");
+    assert_eq!(m.len(), P * tt * rs, "winograd: products size");
+    assert!(
+        grp > 0 && cout.is_multiple_of(grp),
+        "winograd: gated groups"
+    );
+    assert_eq!(out.len(), cout * hw, "winograd: output size");
+    assert!(add.is_none_or(|a| a.len() == cout), "winograd: addend size");
+    assert!(buf.len() >= gated_buf_len(cout), "winograd: output scratch");
+    simd::dispatch(
+        #[inline(always)]
+        || {
+            let (s, rest) = buf.split_at_mut(4 * S * nr);
+            let (y, g) = rest.split_at_mut(TILE * TILE * nr);
+            for ty in 0..th {
+                for tx in 0..tw {
+                    tile_values(m, rs, 0, nr, k.start + ty * tw + tx, tt, s, y);
+                    // g[(4 p + q) cout + c]: channel c of the gated tile, in runs of `grp`
+                    // channels (contiguous: the loops vectorise across the channels).
+                    for (yv, gq) in y.chunks_exact(nr).zip(g.chunks_exact_mut(cout)) {
+                        let runs = yv.chunks_exact(2 * grp).zip(gq.chunks_exact_mut(grp));
+                        for (gi, (yg, dst)) in runs.enumerate() {
+                            let (a, gt) = yg.split_at(grp);
+                            let b = &bias[gi * grp..(gi + 1) * grp];
+                            for (((d, &av), &gv), &bv) in dst.iter_mut().zip(a).zip(gt).zip(b) {
+                                *d = av * sigmoid(gv) + bv;
+                            }
+                            if let Some(add) = add {
+                                let ad = &add[gi * grp..(gi + 1) * grp];
+                                dst.iter_mut().zip(ad).for_each(|(d, &v)| *d += v);
+                            }
+                        }
+                    }
+                    let ox = TILE * tx;
+                    let nq = TILE.min(w - ox);
+                    for p in 0..TILE.min(h - TILE * ty) {
+                        let row = (TILE * ty + p) * w + ox;
+                        for q in 0..nq {
+                            let gq = &g[(TILE * p + q) * cout..][..cout];
+                            for (c, &v) in gq.iter().enumerate() {
+                                out[c * hw + row + q] = v;
                             }
                         }
                     }

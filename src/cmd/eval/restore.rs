@@ -11,6 +11,7 @@ use ambient_cpu::denoiser::CpuDenoiser;
 use ambient_cpu::eval::dps::{dps_sample, DpsStepSize};
 use ambient_cpu::eval::inpaint::{inpaint_images, Inpainting, SolverSettings};
 use ambient_cpu::eval::ssim::Ssim;
+use ambient_cpu::frozen::FrozenParams;
 use ambient_cpu::io::dataset::{write_images_npy, CorruptedDataset};
 use ambient_cpu::io::weights::load_weights;
 use ambient_cpu::metrics::psnr;
@@ -148,9 +149,10 @@ fn run_dps(a: &Args, weights: &Path, ds: &CorruptedDataset, n: usize) -> Result<
         "constant" => DpsStepSize::Constant,
         other => bail!("--dps-step-size {other:?}: vp or constant"),
     };
+    let frozen = FrozenParams::new(&params);
     let mut den = CpuDenoiser {
         net: &net,
-        params: &params,
+        params: &frozen,
     };
     let mut rng = AmbientRng::new(a.seed);
     let (c, h, w, l) = (ds.c, ds.h, ds.w, ds.image_len());
