@@ -18,6 +18,8 @@ pub enum DenoiseError {
     Shape(String),
     #[error("sigma: {0}")]
     Sigma(String),
+    #[error("batch: {0}")]
+    Batch(String),
     #[error("parameters: {0}")]
     Params(String),
 }
@@ -55,7 +57,7 @@ pub fn check_denoise_input(
         )));
     }
     if sigmas.len() != n || n > ambient_core::precond::MAX_BATCH {
-        return Err(DenoiseError::Sigma(format!(
+        return Err(DenoiseError::Batch(format!(
             "{} sigmas for {n} samples (at most {})",
             sigmas.len(),
             ambient_core::precond::MAX_BATCH
@@ -201,10 +203,16 @@ pub struct CpuDenoiser<'a> {
     pub params: &'a ParamStore,
 }
 
+// The message below names MAX_BATCH's value.
+const _: () = assert!(ambient_core::precond::MAX_BATCH == 1024);
+
 fn core_error(e: DenoiseError) -> CoreError {
     match e {
         DenoiseError::Shape(_) => CoreError::Denoiser("input shape does not fit the network"),
         DenoiseError::Sigma(_) => CoreError::InvalidParameter("sigma must be positive and finite"),
+        DenoiseError::Batch(_) => CoreError::InvalidParameter(
+            "batch larger than the denoiser takes at once (MAX_BATCH = 1024)",
+        ),
         DenoiseError::Params(_) => CoreError::Denoiser("parameters do not fit the network"),
     }
 }
@@ -352,8 +360,23 @@ mod tests {
         ));
         assert!(matches!(
             check_denoise_input(&net, &params, &y, &m, &[1.0]),
-            Err(DenoiseError::Sigma(_))
+            Err(DenoiseError::Batch(_))
         ));
+        // More samples than the denoiser takes at once: said so, not blamed on sigma.
+        let (_, c, h, w) = y.dim();
+        let big = NdTensor(Array4::zeros((
+            ambient_core::precond::MAX_BATCH + 1,
+            c,
+            h,
+            w,
+        )));
+        let mut big_out = big.clone();
+        assert_eq!(
+            den.denoise(&big, &big, 1.0, &mut big_out),
+            Err(CoreError::InvalidParameter(
+                "batch larger than the denoiser takes at once (MAX_BATCH = 1024)"
+            ))
+        );
         let mut short = params.clone();
         short.params.pop();
         assert!(matches!(

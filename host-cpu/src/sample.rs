@@ -6,7 +6,7 @@ use ambient_core::corruption::{expand_pixel_mask, BoxInpainting, Corruption, Ran
 use ambient_core::sampler::{sample_fixed_mask, sample_guided, StepInfo};
 use ambient_core::schedule::EdmSchedule;
 use ambient_core::AmbientRng;
-use ndarray::Array4;
+use ndarray::{s, Array4};
 
 use crate::config::ModelConfig;
 use crate::denoiser::CpuDenoiser;
@@ -73,12 +73,33 @@ pub fn draw_sampler_masks(
     Ok(masks)
 }
 
-/// Generates `opts.n` images, NCHW in about [-1, 1]; `progress` sees every sampler step.
+/// Samples per sampler run of [`generate`]: the denoiser takes at most
+/// `ambient_core::precond::MAX_BATCH` (1024) at once, and 256 keeps a run's activations
+/// (about 50 MB per tensor of the spec network) small. Every sample's trajectory is its own
+/// (the network computes each image as it would alone), so the split changes no value.
+pub const SAMPLE_CHUNK: usize = 256;
+
+/// Generates `opts.n` images, NCHW in about [-1, 1]; `progress` sees every sampler step of
+/// every chunk of [`SAMPLE_CHUNK`] samples, numbered across them (`steps` = steps x chunks).
 pub fn generate(
     net: &UNet,
     params: &ParamStore,
     cfg: &ModelConfig,
     opts: &SampleOptions,
+    progress: impl FnMut(StepInfo),
+) -> Result<Array4<f32>, String> {
+    generate_in_chunks(net, params, cfg, opts, SAMPLE_CHUNK, progress)
+}
+
+/// [`generate`] in runs of at most `chunk` samples. The draws (initial noise, then the
+/// masks: K sets for guidance) are made for all `opts.n` samples first, in one order
+/// whatever `chunk` is.
+fn generate_in_chunks(
+    net: &UNet,
+    params: &ParamStore,
+    cfg: &ModelConfig,
+    opts: &SampleOptions,
+    chunk: usize,
     mut progress: impl FnMut(StepInfo),
 ) -> Result<Array4<f32>, String> {
     let u = &cfg.unet;
@@ -86,50 +107,124 @@ pub fn generate(
     let schedule = EdmSchedule::new(opts.steps, opts.sigma_min, opts.sigma_max, opts.rho)
         .map_err(|e| e.to_string())?;
     let mut rng = AmbientRng::new(opts.seed);
-    let mut x = NdTensor(Array4::zeros((n, c, h, w)));
-    rng.fill_normal(x.0.as_slice_mut().expect("standard layout"));
-    x.0.mapv_inplace(|v| v * schedule.sigma_max());
+    let mut x = Array4::zeros((n, c, h, w));
+    rng.fill_normal(x.as_slice_mut().expect("standard layout"));
+    x.mapv_inplace(|v| v * schedule.sigma_max());
+    let masks: Vec<Array4<f32>> = match opts.guidance {
+        None => vec![draw_sampler_masks(cfg, n, &mut rng)?],
+        Some((0, _)) => return Err("reconstruction guidance needs K >= 1 masks".into()),
+        Some((k, _)) => (0..k)
+            .map(|_| draw_sampler_masks(cfg, n, &mut rng))
+            .collect::<Result<_, _>>()?,
+    };
     // Frozen: the Winograd filters are checked against the weights once, not every step.
     let frozen = FrozenParams::new(params);
     let mut den = CpuDenoiser {
         net,
         params: &frozen,
     };
-    let z = || NdTensor(Array4::zeros((n, c, h, w)));
-    match opts.guidance {
-        None => {
-            let mask = NdTensor(draw_sampler_masks(cfg, n, &mut rng)?);
-            let mut scratch = [z(), z(), z()];
-            sample_fixed_mask(
-                &mut den,
-                &mut x,
-                &mask,
-                &schedule,
-                opts.heun,
-                &mut scratch,
-                &mut progress,
-            )
-            .map_err(|e| e.to_string())?;
-        }
-        Some((k, weight)) => {
-            if k == 0 {
-                return Err("reconstruction guidance needs K >= 1 masks".into());
+    let chunk = chunk.clamp(1, ambient_core::precond::MAX_BATCH);
+    let runs = n.div_ceil(chunk);
+    for r in 0..runs {
+        let span = r * chunk..n.min((r + 1) * chunk);
+        let b = span.len();
+        let part = |a: &Array4<f32>| NdTensor(a.slice(s![span.clone(), .., .., ..]).to_owned());
+        let mut xr = part(&x);
+        let z = || NdTensor(Array4::zeros((b, c, h, w)));
+        let mut step = |s: StepInfo| {
+            progress(StepInfo {
+                step: r * s.steps + s.step,
+                steps: runs * s.steps,
+                ..s
+            })
+        };
+        match opts.guidance {
+            None => {
+                let mut scratch = [z(), z(), z()];
+                sample_fixed_mask(
+                    &mut den,
+                    &mut xr,
+                    &part(&masks[0]),
+                    &schedule,
+                    opts.heun,
+                    &mut scratch,
+                    &mut step,
+                )
+                .map_err(|e| e.to_string())?;
             }
-            let masks: Vec<NdTensor> = (0..k)
-                .map(|_| draw_sampler_masks(cfg, n, &mut rng).map(NdTensor))
-                .collect::<Result<_, _>>()?;
-            let mut scratch = [z(), z(), z(), z(), z(), z()];
-            sample_guided(
-                &mut den,
-                &mut x,
-                &masks,
-                &schedule,
-                weight,
-                &mut scratch,
-                &mut progress,
-            )
-            .map_err(|e| e.to_string())?;
+            Some((_, weight)) => {
+                let ms: Vec<NdTensor> = masks.iter().map(part).collect();
+                let mut scratch = [z(), z(), z(), z(), z(), z()];
+                sample_guided(
+                    &mut den,
+                    &mut xr,
+                    &ms,
+                    &schedule,
+                    weight,
+                    &mut scratch,
+                    &mut step,
+                )
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        x.slice_mut(s![span, .., .., ..]).assign(&xr.0);
+    }
+    Ok(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CorruptionMeta, UNetConfig};
+    use crate::params::spec_layout;
+
+    /// Runs of 2 samples give the bits of one run of all 5 (fixed mask and guided), and the
+    /// progress counts every step of every run once, in order.
+    #[test]
+    fn chunks_change_no_sample() {
+        let mut unet = UNetConfig::spec_mnist();
+        unet.ch = 8;
+        unet.img_resolution = 8;
+        let cfg = ModelConfig {
+            unet: unet.clone(),
+            precond: crate::config::PRECOND.into(),
+            corruption: CorruptionMeta {
+                kind: "random".into(),
+                p: 0.5,
+                delta: 0.1,
+                r#box: None,
+                mode: "ambient".into(),
+            },
+        };
+        let net = UNet::new(&unet).unwrap();
+        // Every weight random (none at its zero initialisation), so that the network's
+        // output depends on its input everywhere.
+        let mut params = ParamStore::zeros(&spec_layout(&unet));
+        let mut rng = AmbientRng::new(3);
+        for p in params.params.iter_mut() {
+            p.data.iter_mut().for_each(|v| *v = 0.2 * rng.normal());
+        }
+        for guidance in [None, Some((2, 0.5))] {
+            let opts = SampleOptions {
+                n: 5,
+                steps: 4,
+                sigma_min: 0.002,
+                sigma_max: 80.0,
+                rho: 7.0,
+                heun: false,
+                guidance,
+                seed: 9,
+            };
+            let whole = generate_in_chunks(&net, &params, &cfg, &opts, 5, |_| {}).unwrap();
+            let mut seen = Vec::new();
+            let parts = generate_in_chunks(&net, &params, &cfg, &opts, 2, |s| {
+                seen.push((s.step, s.steps))
+            })
+            .unwrap();
+            assert!(whole == parts, "guidance {guidance:?}");
+            assert!(whole.iter().all(|v| v.is_finite()));
+            let want: Vec<_> = (0..12).map(|i| (i, 12)).collect();
+            assert_eq!(seen, want, "3 runs of 4 steps");
         }
     }
-    Ok(x.0)
 }

@@ -83,7 +83,11 @@ pub fn sample_on(
     let (cfg, params) = load_weights(weights)?;
     let net = UNet::new(&cfg.unet).map_err(|e| anyhow!("{}: {e}", weights.display()))?;
     let pb = progress::bar(opts.steps as u64, "sample");
-    let step = |s: ambient_core::sampler::StepInfo| pb.set_position(s.step as u64 + 1);
+    // Steps of every run of samples (host-cpu's generate runs at most SAMPLE_CHUNK at once).
+    let step = |s: ambient_core::sampler::StepInfo| {
+        pb.set_length(s.steps as u64);
+        pb.set_position(s.step as u64 + 1)
+    };
     let u = &cfg.unet;
     let dims = (opts.n, u.img_channels, u.img_resolution, u.img_resolution);
     let x = match backend {
