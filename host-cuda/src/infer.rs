@@ -167,78 +167,119 @@ fn core(den: &mut CudaDenoiser<'_>, e: CoreError) -> InferError {
 
 /// The samplers on the GPU: `opts.n` images, NCHW, drawn exactly as host-cpu's `generate`
 /// draws them (same initial noise and masks for the same seed): the fixed-mask sampler, or
-/// reconstruction guidance with `opts.guidance = Some((K, w))`.
+/// reconstruction guidance with `opts.guidance = Some((K, w))`. Runs of at most
+/// `ambient_core::precond::MAX_BATCH` samples (what the network takes at once), as
+/// [`generate_in_chunks`]; `progress` numbers the steps across the runs.
 pub fn generate(
     ops: &CudaOps,
     params: &ParamStore,
     cfg: &ModelConfig,
     opts: &SampleOptions,
+    progress: impl FnMut(StepInfo),
+) -> Result<Vec<f32>, InferError> {
+    generate_in_chunks(
+        ops,
+        params,
+        cfg,
+        opts,
+        ambient_core::precond::MAX_BATCH,
+        progress,
+    )
+}
+
+/// [`generate`] in runs of at most `chunk` samples. The draws (initial noise, then the masks:
+/// K sets for guidance) are made for all `opts.n` samples first, so the split changes no
+/// draw, and each sample's trajectory is its own.
+pub fn generate_in_chunks(
+    ops: &CudaOps,
+    params: &ParamStore,
+    cfg: &ModelConfig,
+    opts: &SampleOptions,
+    chunk: usize,
     mut progress: impl FnMut(StepInfo),
 ) -> Result<Vec<f32>, InferError> {
     let plan = NetPlan::new(&cfg.unet).map_err(InferError::Other)?;
     let u = &cfg.unet;
-    let shape = Shape {
-        n: opts.n,
-        c: u.img_channels,
-        h: u.img_resolution,
-        w: u.img_resolution,
-    };
+    let (n, c, h, w) = (opts.n, u.img_channels, u.img_resolution, u.img_resolution);
+    let chw = c * h * w;
     let schedule = EdmSchedule::new(opts.steps, opts.sigma_min, opts.sigma_max, opts.rho)
         .map_err(|e| InferError::Other(e.to_string()))?;
     let mut rng = AmbientRng::new(opts.seed);
-    let mut x0 = vec![0.0f32; shape.len()];
-    rng.fill_normal(&mut x0);
-    x0.iter_mut().for_each(|v| *v *= schedule.sigma_max());
-    let gpu = &ops.gpu;
-    let mut x = CudaTensor::from_host(gpu, shape, &x0)?;
-    let mut den = CudaDenoiser::new(ops, &plan, params)?;
-    let upload_mask = |rng: &mut AmbientRng| -> Result<CudaTensor, InferError> {
-        let m = draw_sampler_masks(cfg, opts.n, rng).map_err(InferError::Other)?;
-        Ok(CudaTensor::from_host(
-            gpu,
-            shape,
-            m.as_slice().expect("standard layout"),
-        )?)
+    let mut x = vec![0.0f32; n * chw];
+    rng.fill_normal(&mut x);
+    x.iter_mut().for_each(|v| *v *= schedule.sigma_max());
+    let sets = match opts.guidance {
+        None => 1,
+        Some((0, _)) => {
+            return Err(InferError::Other(
+                "reconstruction guidance needs K >= 1 masks".into(),
+            ))
+        }
+        Some((k, _)) => k,
     };
-    let z = || CudaTensor::zeros(gpu, shape);
-    match opts.guidance {
-        None => {
-            let mask = upload_mask(&mut rng)?;
-            let mut scratch = [z()?, z()?, z()?];
-            sample_fixed_mask(
-                &mut den,
-                &mut x,
-                &mask,
-                &schedule,
-                opts.heun,
-                &mut scratch,
-                &mut progress,
-            )
-            .map_err(|e| core(&mut den, e))?;
-        }
-        Some((k, weight)) => {
-            if k == 0 {
-                return Err(InferError::Other(
-                    "reconstruction guidance needs K >= 1 masks".into(),
-                ));
+    let masks = (0..sets)
+        .map(|_| {
+            draw_sampler_masks(cfg, n, &mut rng)
+                .map(|m| m.into_raw_vec_and_offset().0)
+                .map_err(InferError::Other)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let gpu = &ops.gpu;
+    let mut den = CudaDenoiser::new(ops, &plan, params)?;
+    let chunk = chunk.clamp(1, ambient_core::precond::MAX_BATCH);
+    let runs = n.div_ceil(chunk);
+    for r in 0..runs {
+        let span = r * chunk * chw..n.min((r + 1) * chunk) * chw;
+        let shape = Shape {
+            n: span.len() / chw,
+            c,
+            h,
+            w,
+        };
+        let mut xr = CudaTensor::from_host(gpu, shape, &x[span.clone()])?;
+        let ms = masks
+            .iter()
+            .map(|m| CudaTensor::from_host(gpu, shape, &m[span.clone()]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let z = || CudaTensor::zeros(gpu, shape);
+        let mut step = |s: StepInfo| {
+            progress(StepInfo {
+                step: r * s.steps + s.step,
+                steps: runs * s.steps,
+                ..s
+            })
+        };
+        match opts.guidance {
+            None => {
+                let mut scratch = [z()?, z()?, z()?];
+                sample_fixed_mask(
+                    &mut den,
+                    &mut xr,
+                    &ms[0],
+                    &schedule,
+                    opts.heun,
+                    &mut scratch,
+                    &mut step,
+                )
+                .map_err(|e| core(&mut den, e))?;
             }
-            let masks = (0..k)
-                .map(|_| upload_mask(&mut rng))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut scratch = [z()?, z()?, z()?, z()?, z()?, z()?];
-            sample_guided(
-                &mut den,
-                &mut x,
-                &masks,
-                &schedule,
-                weight,
-                &mut scratch,
-                &mut progress,
-            )
-            .map_err(|e| core(&mut den, e))?;
+            Some((_, weight)) => {
+                let mut scratch = [z()?, z()?, z()?, z()?, z()?, z()?];
+                sample_guided(
+                    &mut den,
+                    &mut xr,
+                    &ms,
+                    &schedule,
+                    weight,
+                    &mut scratch,
+                    &mut step,
+                )
+                .map_err(|e| core(&mut den, e))?;
+            }
         }
+        x[span].copy_from_slice(&xr.to_host()?);
     }
-    Ok(x.to_host()?)
+    Ok(x)
 }
 
 /// Single-step restoration on the GPU in batches of `batch`, as host-cpu's

@@ -96,7 +96,7 @@ fn cuda_training_follows_host_cpu_trajectory() {
     {
         for v in t.data.iter_mut() {
             i += 1;
-            *v *= if i % 2 == 0 {
+            *v *= if i.is_multiple_of(2) {
                 1.0 + f32::EPSILON
             } else {
                 1.0 - f32::EPSILON / 2.0
@@ -211,6 +211,7 @@ fn cuda_restoration_and_fixed_mask_sampler_match_host_cpu() {
     let want = ambient_cpu::sample::generate(&cpu_net, &params, &cfg, &opts, |_| {}).unwrap();
     let got = ambient_cuda::infer::generate(&ops, &params, &cfg, &opts, |_| {}).unwrap();
     let e = rel_err(&got, want.as_slice().unwrap());
+    let fixed = got;
     println!("fixed-mask sampler (8 steps): relative error {e:.2e}");
     assert!(e < 1e-3);
     let guided = SampleOptions {
@@ -223,6 +224,17 @@ fn cuda_restoration_and_fixed_mask_sampler_match_host_cpu() {
     let e = rel_err(&got, want.as_slice().unwrap());
     println!("reconstruction guidance (4 steps): relative error {e:.2e}");
     assert!(e < 1e-3);
+    // In runs of 4 (of 6 samples), each sample's trajectory is the same bits.
+    for (o, whole) in [(&opts, &fixed), (&guided, &got)] {
+        let mut seen = Vec::new();
+        let parts = ambient_cuda::infer::generate_in_chunks(&ops, &params, &cfg, o, 4, |s| {
+            seen.push((s.step, s.steps))
+        })
+        .unwrap();
+        assert!(*whole == parts, "runs of 4, guidance {:?}", o.guidance);
+        let want: Vec<_> = (0..2 * o.steps).map(|i| (i, 2 * o.steps)).collect();
+        assert_eq!(seen, want, "2 runs of {} steps", o.steps);
+    }
 }
 
 /// Training throughput at batch 256 of the spec configuration, inference throughput, device
