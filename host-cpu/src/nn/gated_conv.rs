@@ -934,6 +934,13 @@ mod tests {
                 };
                 let one = conv.forward_inference_with(&params, &x0, &e0);
                 assert!(one == want_res.slice(ndarray::s![0..1, .., .., ..]));
+                let a0 = add.slice(ndarray::s![0..1, ..]).to_owned();
+                let e0 = Epilogue {
+                    add: Some(&a0),
+                    residual: None,
+                };
+                let one = conv.forward_inference_with(&params, &x0, &e0);
+                assert!(one == want_add.slice(ndarray::s![0..1, .., .., ..]));
             });
         }
     }
