@@ -11,7 +11,7 @@
 
 use ambient_core::sampler::{
     fixed_mask_heun_step, fixed_mask_step, guidance_gradient, reconstruction_guidance_step,
-    restore_single_step, sample_fixed_mask, sample_guided, StepInfo,
+    restore_single_step, sample, sample_fixed_mask, sample_guided, Sampler, StepInfo,
 };
 use ambient_core::schedule::EdmSchedule;
 use ambient_core::{AmbientRng, CoreError, Denoiser, Shape, SliceTensor};
@@ -752,4 +752,72 @@ fn bad_sampler_inputs_are_typed_errors() {
         ),
         Err(CoreError::InvalidParameter(_))
     ));
+}
+
+/// `sample` runs the sampler it is given: the fixed-mask sampler (Euler and Heun) on the first
+/// mask, guidance on all of them, bit for bit as the drivers called directly; no mask is an
+/// error. `StepInfo::in_run` numbers a run's steps after the runs before it.
+#[test]
+fn sample_dispatches_to_the_drivers() {
+    let (x0, m0) = random_state(11, 16, 3.0);
+    let (_, m1) = random_state(12, 16, 1.0);
+    let shape = shape(16);
+    let schedule = EdmSchedule::with_steps(5).unwrap();
+    // Runs `f` on a copy of x0, the masks and six scratch tensors; returns x.
+    type Body<'f> =
+        dyn for<'a> FnMut(&mut SliceTensor<'a>, &[SliceTensor<'a>], &mut [SliceTensor<'a>; 6]) + 'f;
+    let with = |masks: &[Vec<f32>], f: &mut Body| {
+        let mut x = x0.clone();
+        let mut bufs = vec![vec![0.0f32; shape.len()]; 6];
+        let mut it = bufs.iter_mut().map(|b| t(shape, b));
+        let mut scratch: [SliceTensor; 6] = core::array::from_fn(|_| it.next().unwrap());
+        let mut mbufs = masks.to_vec();
+        let masks: Vec<SliceTensor> = mbufs.iter_mut().map(|m| t(shape, m)).collect();
+        f(&mut t(shape, &mut x), &masks, &mut scratch);
+        x
+    };
+    let both = [m0.clone(), m1.clone()];
+    for heun in [false, true] {
+        let mut steps = 0;
+        let got = with(&both, &mut |x, masks, scratch| {
+            let sampler = Sampler::FixedMask { heun };
+            sample(&mut Gaussian, x, masks, &schedule, sampler, scratch, |_| {
+                steps += 1
+            })
+            .unwrap()
+        });
+        let want = with(&both, &mut |x, masks, scratch| {
+            let three: &mut [SliceTensor; 3] = (&mut scratch[..3]).try_into().unwrap();
+            sample_fixed_mask(&mut Gaussian, x, &masks[0], &schedule, heun, three, |_| {}).unwrap()
+        });
+        assert_eq!(got, want, "heun {heun}: the first mask only");
+        assert_eq!(steps, 5);
+    }
+    let got = with(&both, &mut |x, masks, scratch| {
+        let sampler = Sampler::Guided { weight: 0.5 };
+        sample(&mut Gaussian, x, masks, &schedule, sampler, scratch, |_| {}).unwrap()
+    });
+    let want = with(&both, &mut |x, masks, scratch| {
+        sample_guided(&mut Gaussian, x, masks, &schedule, 0.5, scratch, |_| {}).unwrap()
+    });
+    assert_eq!(got, want, "guidance with both masks");
+    with(&[], &mut |x, masks, scratch| {
+        let sampler = Sampler::FixedMask { heun: false };
+        assert_eq!(
+            sample(&mut Gaussian, x, masks, &schedule, sampler, scratch, |_| {}),
+            Err(CoreError::InvalidParameter("the sampler needs a mask"))
+        );
+    });
+    let info = StepInfo {
+        step: 3,
+        steps: 5,
+        sigma: 1.0,
+        sigma_next: 0.5,
+    };
+    let want = StepInfo {
+        step: 13,
+        steps: 20,
+        ..info
+    };
+    assert_eq!(info.in_run(2, 4), want);
 }

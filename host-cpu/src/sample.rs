@@ -3,7 +3,7 @@
 //! drawn from the same distribution the model was trained with.
 
 use ambient_core::corruption::{expand_pixel_mask, BoxInpainting, Corruption, RandomInpainting};
-use ambient_core::sampler::{sample_fixed_mask, sample_guided, StepInfo};
+use ambient_core::sampler::{sample, Sampler, StepInfo};
 use ambient_core::schedule::EdmSchedule;
 use ambient_core::AmbientRng;
 use ndarray::{s, Array4};
@@ -73,6 +73,15 @@ pub fn draw_sampler_masks(
     Ok(masks)
 }
 
+/// How many mask sets `opts` draws per sample (1, or K for guidance) and the sampler it runs.
+pub fn sampler_of(opts: &SampleOptions) -> Result<(usize, Sampler), String> {
+    match opts.guidance {
+        None => Ok((1, Sampler::FixedMask { heun: opts.heun })),
+        Some((0, _)) => Err("reconstruction guidance needs K >= 1 masks".into()),
+        Some((k, weight)) => Ok((k, Sampler::Guided { weight })),
+    }
+}
+
 /// Samples per sampler run of [`generate`]: the denoiser takes at most
 /// `ambient_core::precond::MAX_BATCH` (1024) at once, and 256 keeps a run's activations
 /// (about 50 MB per tensor of the spec network) small. Every sample's trajectory is its own
@@ -110,13 +119,10 @@ fn generate_in_chunks(
     let mut x = Array4::zeros((n, c, h, w));
     rng.fill_normal(x.as_slice_mut().expect("standard layout"));
     x.mapv_inplace(|v| v * schedule.sigma_max());
-    let masks: Vec<Array4<f32>> = match opts.guidance {
-        None => vec![draw_sampler_masks(cfg, n, &mut rng)?],
-        Some((0, _)) => return Err("reconstruction guidance needs K >= 1 masks".into()),
-        Some((k, _)) => (0..k)
-            .map(|_| draw_sampler_masks(cfg, n, &mut rng))
-            .collect::<Result<_, _>>()?,
-    };
+    let (sets, sampler) = sampler_of(opts)?;
+    let masks: Vec<Array4<f32>> = (0..sets)
+        .map(|_| draw_sampler_masks(cfg, n, &mut rng))
+        .collect::<Result<_, _>>()?;
     // Frozen: the Winograd filters are checked against the weights once, not every step.
     let frozen = FrozenParams::new(params);
     let mut den = CpuDenoiser {
@@ -131,42 +137,18 @@ fn generate_in_chunks(
         let part = |a: &Array4<f32>| NdTensor(a.slice(s![span.clone(), .., .., ..]).to_owned());
         let mut xr = part(&x);
         let z = || NdTensor(Array4::zeros((b, c, h, w)));
-        let mut step = |s: StepInfo| {
-            progress(StepInfo {
-                step: r * s.steps + s.step,
-                steps: runs * s.steps,
-                ..s
-            })
-        };
-        match opts.guidance {
-            None => {
-                let mut scratch = [z(), z(), z()];
-                sample_fixed_mask(
-                    &mut den,
-                    &mut xr,
-                    &part(&masks[0]),
-                    &schedule,
-                    opts.heun,
-                    &mut scratch,
-                    &mut step,
-                )
-                .map_err(|e| e.to_string())?;
-            }
-            Some((_, weight)) => {
-                let ms: Vec<NdTensor> = masks.iter().map(part).collect();
-                let mut scratch = [z(), z(), z(), z(), z(), z()];
-                sample_guided(
-                    &mut den,
-                    &mut xr,
-                    &ms,
-                    &schedule,
-                    weight,
-                    &mut scratch,
-                    &mut step,
-                )
-                .map_err(|e| e.to_string())?;
-            }
-        }
+        let ms: Vec<NdTensor> = masks.iter().map(part).collect();
+        let mut scratch = [z(), z(), z(), z(), z(), z()];
+        sample(
+            &mut den,
+            &mut xr,
+            &ms,
+            &schedule,
+            sampler,
+            &mut scratch,
+            |s| progress(s.in_run(r, runs)),
+        )
+        .map_err(|e| e.to_string())?;
         x.slice_mut(s![span, .., .., ..]).assign(&xr.0);
     }
     Ok(x)

@@ -10,13 +10,13 @@ use crate::error::CudaHostError;
 use crate::net::{Net, NetPlan};
 use crate::ops::{Ops, OpsError};
 use crate::tensor::CudaTensor;
-use ambient_core::sampler::{restore_single_step, sample_fixed_mask, sample_guided, StepInfo};
+use ambient_core::sampler::{restore_single_step, sample, StepInfo};
 use ambient_core::schedule::EdmSchedule;
 use ambient_core::tensor::{Shape, Tensor};
 use ambient_core::{AmbientRng, CoreError, Denoiser};
 use ambient_cpu::config::ModelConfig;
 use ambient_cpu::params::ParamStore;
-use ambient_cpu::sample::{draw_sampler_masks, SampleOptions};
+use ambient_cpu::sample::{draw_sampler_masks, sampler_of, SampleOptions};
 
 /// The network with its weights on the device.
 pub struct CudaDenoiser<'a> {
@@ -208,15 +208,7 @@ pub fn generate_in_chunks(
     let mut x = vec![0.0f32; n * chw];
     rng.fill_normal(&mut x);
     x.iter_mut().for_each(|v| *v *= schedule.sigma_max());
-    let sets = match opts.guidance {
-        None => 1,
-        Some((0, _)) => {
-            return Err(InferError::Other(
-                "reconstruction guidance needs K >= 1 masks".into(),
-            ))
-        }
-        Some((k, _)) => k,
-    };
+    let (sets, sampler) = sampler_of(opts).map_err(InferError::Other)?;
     let masks = (0..sets)
         .map(|_| {
             draw_sampler_masks(cfg, n, &mut rng)
@@ -242,41 +234,17 @@ pub fn generate_in_chunks(
             .map(|m| CudaTensor::from_host(gpu, shape, &m[span.clone()]))
             .collect::<Result<Vec<_>, _>>()?;
         let z = || CudaTensor::zeros(gpu, shape);
-        let mut step = |s: StepInfo| {
-            progress(StepInfo {
-                step: r * s.steps + s.step,
-                steps: runs * s.steps,
-                ..s
-            })
-        };
-        match opts.guidance {
-            None => {
-                let mut scratch = [z()?, z()?, z()?];
-                sample_fixed_mask(
-                    &mut den,
-                    &mut xr,
-                    &ms[0],
-                    &schedule,
-                    opts.heun,
-                    &mut scratch,
-                    &mut step,
-                )
-                .map_err(|e| core(&mut den, e))?;
-            }
-            Some((_, weight)) => {
-                let mut scratch = [z()?, z()?, z()?, z()?, z()?, z()?];
-                sample_guided(
-                    &mut den,
-                    &mut xr,
-                    &ms,
-                    &schedule,
-                    weight,
-                    &mut scratch,
-                    &mut step,
-                )
-                .map_err(|e| core(&mut den, e))?;
-            }
-        }
+        let mut scratch = [z()?, z()?, z()?, z()?, z()?, z()?];
+        sample(
+            &mut den,
+            &mut xr,
+            &ms,
+            &schedule,
+            sampler,
+            &mut scratch,
+            |s| progress(s.in_run(r, runs)),
+        )
+        .map_err(|e| core(&mut den, e))?;
         x[span].copy_from_slice(&xr.to_host()?);
     }
     Ok(x)

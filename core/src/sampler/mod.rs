@@ -32,6 +32,18 @@ pub struct StepInfo {
     pub sigma_next: f32,
 }
 
+impl StepInfo {
+    /// This step numbered across `runs` runs of the same schedule (a sample set sampled in
+    /// parts), this one being run `run`: step `run N + step` of `runs N`.
+    pub fn in_run(self, run: usize, runs: usize) -> StepInfo {
+        StepInfo {
+            step: run * self.steps + self.step,
+            steps: runs * self.steps,
+            ..self
+        }
+    }
+}
+
 /// The fixed-mask sampler: for every step of `schedule`, [`fixed_mask_step`] (or
 /// [`fixed_mask_heun_step`] when `heun`) with the same `mask`, then `progress`. The caller
 /// initialises `x` with `s_max * N(0, I)` (`schedule.sigma_max()`); on return `x` holds the
@@ -86,6 +98,41 @@ pub fn sample_guided<T: Tensor, D: Denoiser<T>>(
         });
     }
     Ok(())
+}
+
+/// Which sampler [`sample`] runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampler {
+    /// [`sample_fixed_mask`] (Euler, or Heun's correction when `heun`).
+    FixedMask { heun: bool },
+    /// [`sample_guided`] with guidance weight `weight`.
+    Guided { weight: f32 },
+}
+
+/// `sampler` on `x`: [`sample_fixed_mask`] with `masks[0]`, or [`sample_guided`] with all
+/// `masks`. Six scratch tensors (the fixed-mask sampler uses the first three). Errors: no mask.
+#[allow(clippy::too_many_arguments)]
+pub fn sample<T: Tensor, D: Denoiser<T>>(
+    denoiser: &mut D,
+    x: &mut T,
+    masks: &[T],
+    schedule: &EdmSchedule,
+    sampler: Sampler,
+    scratch: &mut [T; 6],
+    progress: impl FnMut(StepInfo),
+) -> Result<(), CoreError> {
+    let Some(first) = masks.first() else {
+        return Err(CoreError::InvalidParameter("the sampler needs a mask"));
+    };
+    match sampler {
+        Sampler::FixedMask { heun } => {
+            let three: &mut [T; 3] = (&mut scratch[..3]).try_into().expect("3 of 6");
+            sample_fixed_mask(denoiser, x, first, schedule, heun, three, progress)
+        }
+        Sampler::Guided { weight } => {
+            sample_guided(denoiser, x, masks, schedule, weight, scratch, progress)
+        }
+    }
 }
 
 /// `sigma` positive and finite, `sigma_next` non-negative and finite.
