@@ -73,13 +73,44 @@ pub fn draw_sampler_masks(
     Ok(masks)
 }
 
-/// How many mask sets `opts` draws per sample (1, or K for guidance) and the sampler it runs.
-pub fn sampler_of(opts: &SampleOptions) -> Result<(usize, Sampler), String> {
-    match opts.guidance {
-        None => Ok((1, Sampler::FixedMask { heun: opts.heun })),
-        Some((0, _)) => Err("reconstruction guidance needs K >= 1 masks".into()),
-        Some((k, weight)) => Ok((k, Sampler::Guided { weight })),
-    }
+/// What a sampling run of [`SampleOptions`] starts from, drawn for all its samples.
+#[derive(Debug, Clone)]
+pub struct SamplerStart {
+    /// `s_max N(0, I)`, NCHW.
+    pub x: Array4<f32>,
+    /// The mask sets, NCHW each: one for the fixed-mask sampler, K for guidance.
+    pub masks: Vec<Array4<f32>>,
+    pub sampler: Sampler,
+    pub schedule: EdmSchedule,
+}
+
+/// The draws of a sampling run of `opts` for all `opts.n` samples, in their order: the
+/// initial noise from `opts.seed`, then the mask sets ([`draw_sampler_masks`]). Every host
+/// starts from these, so a seed gives the same samples' starting points on any backend and
+/// for any split into runs.
+pub fn draw_sampler_start(cfg: &ModelConfig, opts: &SampleOptions) -> Result<SamplerStart, String> {
+    let u = &cfg.unet;
+    let (n, c, h, w) = (opts.n, u.img_channels, u.img_resolution, u.img_resolution);
+    let schedule = EdmSchedule::new(opts.steps, opts.sigma_min, opts.sigma_max, opts.rho)
+        .map_err(|e| e.to_string())?;
+    let (sets, sampler) = match opts.guidance {
+        None => (1, Sampler::FixedMask { heun: opts.heun }),
+        Some((0, _)) => return Err("reconstruction guidance needs K >= 1 masks".into()),
+        Some((k, weight)) => (k, Sampler::Guided { weight }),
+    };
+    let mut rng = AmbientRng::new(opts.seed);
+    let mut x = Array4::zeros((n, c, h, w));
+    rng.fill_normal(x.as_slice_mut().expect("standard layout"));
+    x.mapv_inplace(|v| v * schedule.sigma_max());
+    let masks = (0..sets)
+        .map(|_| draw_sampler_masks(cfg, n, &mut rng))
+        .collect::<Result<_, _>>()?;
+    Ok(SamplerStart {
+        x,
+        masks,
+        sampler,
+        schedule,
+    })
 }
 
 /// Samples per sampler run of [`generate`]: the denoiser takes at most
@@ -113,16 +144,12 @@ fn generate_in_chunks(
 ) -> Result<Array4<f32>, String> {
     let u = &cfg.unet;
     let (n, c, h, w) = (opts.n, u.img_channels, u.img_resolution, u.img_resolution);
-    let schedule = EdmSchedule::new(opts.steps, opts.sigma_min, opts.sigma_max, opts.rho)
-        .map_err(|e| e.to_string())?;
-    let mut rng = AmbientRng::new(opts.seed);
-    let mut x = Array4::zeros((n, c, h, w));
-    rng.fill_normal(x.as_slice_mut().expect("standard layout"));
-    x.mapv_inplace(|v| v * schedule.sigma_max());
-    let (sets, sampler) = sampler_of(opts)?;
-    let masks: Vec<Array4<f32>> = (0..sets)
-        .map(|_| draw_sampler_masks(cfg, n, &mut rng))
-        .collect::<Result<_, _>>()?;
+    let SamplerStart {
+        mut x,
+        masks,
+        sampler,
+        schedule,
+    } = draw_sampler_start(cfg, opts)?;
     // Frozen: the Winograd filters are checked against the weights once, not every step.
     let frozen = FrozenParams::new(params);
     let mut den = CpuDenoiser {

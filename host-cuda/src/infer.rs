@@ -11,12 +11,11 @@ use crate::net::{Net, NetPlan};
 use crate::ops::{Ops, OpsError};
 use crate::tensor::CudaTensor;
 use ambient_core::sampler::{restore_single_step, sample, StepInfo};
-use ambient_core::schedule::EdmSchedule;
 use ambient_core::tensor::{Shape, Tensor};
-use ambient_core::{AmbientRng, CoreError, Denoiser};
+use ambient_core::{CoreError, Denoiser};
 use ambient_cpu::config::ModelConfig;
 use ambient_cpu::params::ParamStore;
-use ambient_cpu::sample::{draw_sampler_masks, sampler_of, SampleOptions};
+use ambient_cpu::sample::{draw_sampler_start, SampleOptions};
 
 /// The network with its weights on the device.
 pub struct CudaDenoiser<'a> {
@@ -202,20 +201,14 @@ pub fn generate_in_chunks(
     let u = &cfg.unet;
     let (n, c, h, w) = (opts.n, u.img_channels, u.img_resolution, u.img_resolution);
     let chw = c * h * w;
-    let schedule = EdmSchedule::new(opts.steps, opts.sigma_min, opts.sigma_max, opts.rho)
-        .map_err(|e| InferError::Other(e.to_string()))?;
-    let mut rng = AmbientRng::new(opts.seed);
-    let mut x = vec![0.0f32; n * chw];
-    rng.fill_normal(&mut x);
-    x.iter_mut().for_each(|v| *v *= schedule.sigma_max());
-    let (sets, sampler) = sampler_of(opts).map_err(InferError::Other)?;
-    let masks = (0..sets)
-        .map(|_| {
-            draw_sampler_masks(cfg, n, &mut rng)
-                .map(|m| m.into_raw_vec_and_offset().0)
-                .map_err(InferError::Other)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let start = draw_sampler_start(cfg, opts).map_err(InferError::Other)?;
+    let (schedule, sampler) = (start.schedule, start.sampler);
+    let mut x = start.x.into_raw_vec_and_offset().0;
+    let masks: Vec<Vec<f32>> = start
+        .masks
+        .into_iter()
+        .map(|m| m.into_raw_vec_and_offset().0)
+        .collect();
     let gpu = &ops.gpu;
     let mut den = CudaDenoiser::new(ops, &plan, params)?;
     let chunk = chunk.clamp(1, ambient_core::precond::MAX_BATCH);
