@@ -181,7 +181,7 @@ impl GatedConv {
             &params.params[self.weight].data,
             &params.params[self.gate].data,
         );
-        let wino = winograd::suits(k, h, w, 2 * cout).then(|| {
+        let wino = winograd::suits(k, h, w, 2 * cout, cin).then(|| {
             self.forward_filters.get(&[wt, gt], frozen_id(params), || {
                 WinogradFilter::gated(wt, gt, cout, cin)
             })
@@ -440,7 +440,7 @@ impl GatedConv {
         let hw = h * w;
         let (cout, kd, k) = (self.cout, self.kdim(), self.k);
         let st = self.stacked(params);
-        let wino = winograd::suits(k, h, w, cin).then(|| {
+        let wino = winograd::suits(k, h, w, cin, 2 * cout).then(|| {
             let (wt, gt) = st.split_at(cout * kd);
             self.adjoint_filters.get(&[wt, gt], frozen_id(params), || {
                 WinogradFilter::adjoint(&st, 2 * cout, cin)
@@ -803,7 +803,7 @@ mod tests {
                 let xi = &x.as_slice().unwrap()[i * cin * hw..(i + 1) * cin * hw];
                 let conv_of = |kern: &[f32]| {
                     let mut z = vec![0.0f32; cout * hw];
-                    if winograd::suits(k, h, w, 2 * cout) {
+                    if winograd::suits(k, h, w, 2 * cout, cin) {
                         let f = WinogradFilter::new(kern, cout, cin);
                         let mut s = winograd::Scratch::default();
                         winograd::conv3x3(&f, xi, h, w, &mut z, 1, &mut s);

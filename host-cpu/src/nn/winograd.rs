@@ -33,9 +33,10 @@ const TILE: usize = 4;
 const MIN_SIDE: usize = 7;
 
 /// Whether a k x k convolution of an h x w image to `rows` output rows (a gated convolution's
-/// forward pass: 2 cout; its input gradient: cin) goes through Winograd: k = 3, both sides at
-/// least [`MIN_SIDE`] (every 3x3 convolution of the spec network: 28, 14 and 7) and at least
-/// one whole panel of rows. Fewer rows would be mostly padding rows in the kernel (`out_conv`,
+/// forward pass: 2 cout; its input gradient: cin), summing over `depth` channels (cin;
+/// 2 cout), goes through Winograd: k = 3, both sides at least [`MIN_SIDE`] (every 3x3
+/// convolution of the spec network: 28, 14 and 7), at least [`MIN_DEPTH`] channels and at
+/// least one whole panel of rows. Fewer rows would be mostly padding rows in the kernel (`out_conv`,
 /// 2 rows for one image channel, would cost twice im2col's multiplies), and the last layer
 /// then keeps im2col's smaller rounding error, which reaches F undamped. Measured
 /// on this 2-core Zen 4, CPU time of one thread, the spec network against im2col
@@ -44,9 +45,16 @@ const MIN_SIDE: usize = 7;
 /// step's forward and backward pass at batch 64 0.92, 0.83, 0.77. The choice depends on the
 /// layer and image size only, never on the batch, so one image alone computes what it
 /// computes inside a batch.
-pub(crate) fn suits(k: usize, h: usize, w: usize, rows: usize) -> bool {
-    k == 3 && h.min(w) >= MIN_SIDE && rows >= PANEL
+pub(crate) fn suits(k: usize, h: usize, w: usize, rows: usize, depth: usize) -> bool {
+    k == 3 && h.min(w) >= MIN_SIDE && rows >= PANEL && depth >= MIN_DEPTH
 }
+
+/// Fewest channels summed over (the convolution's input channels) for Winograd: its
+/// products save multiplies in proportion to them, while the output transform costs as much
+/// per output whatever they are. `in_conv` (2 C = 2 channels for gray images) at 28 x 28, one
+/// image on this 2-core Zen 4 (medians of 21 x 100 calls, three alternating runs): 104-107 us
+/// through Winograd and 43-44 us through im2col on one thread, 117-132 and 37-38 us on two.
+const MIN_DEPTH: usize = 8;
 
 /// The filters in the Winograd domain, `(G g_oc G^T)[xi]` for row o and input channel c, in
 /// panels of [`PANEL`] rows (the rows padded with zero filters to a whole panel): at
