@@ -4,6 +4,7 @@
 //! layout; a layer finds its parameters in a `ParamStore` by index, resolved once from names.
 
 pub mod concat;
+pub(crate) mod direct_conv;
 pub mod embedding;
 pub mod exp;
 pub(crate) mod filter_cache;
