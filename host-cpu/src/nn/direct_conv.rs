@@ -11,7 +11,9 @@ use super::simd;
 /// `out[o] = sum_{c, ky, kx} w[o, c, ky, kx] x[c, y + ky - k/2, x + kx - k/2]` (0 outside the
 /// image) for the `rows` kernels `w` [rows, cin, k, k] over one sample `x` [cin, h, w];
 /// `out` [rows, h, w]. Each value is one chain of `mul_add` over (c, ky, kx) in order, the
-/// taps on the zero border included (they add exact zeros).
+/// taps on the zero border included (they add exact zeros). `scratch` (grown when shorter,
+/// kept by the caller between calls) holds the padded input and one accumulator plane,
+/// [`scratch_len`] values.
 pub(crate) fn conv_direct(
     x: &[f32],
     cin: usize,
@@ -19,6 +21,7 @@ pub(crate) fn conv_direct(
     k: usize,
     wts: &[f32],
     out: &mut [f32],
+    scratch: &mut Vec<f32>,
 ) {
     let (hw, kk) = (h * w, k * k);
     assert_eq!(x.len(), cin * hw, "direct conv: input size");
@@ -36,13 +39,17 @@ pub(crate) fn conv_direct(
     // Output (y, x) sits at y wp + x of the accumulator; its tap (ky, kx) reads the padded
     // input at that index plus ky wp + kx.
     let span = (h - 1) * wp + w;
-    let mut xp = vec![0.0f32; cin * hp * wp];
+    let len = scratch_len(cin, (h, w), k);
+    if scratch.len() < len {
+        scratch.resize(len, 0.0);
+    }
+    let (xp, acc) = scratch[..len].split_at_mut(cin * hp * wp);
+    xp.fill(0.0);
     for (xpc, xc) in xp.chunks_exact_mut(hp * wp).zip(x.chunks_exact(hw)) {
         for (y, row) in xc.chunks_exact(w).enumerate() {
             xpc[(y + p) * wp + p..][..w].copy_from_slice(row);
         }
     }
-    let mut acc = vec![0.0f32; span];
     simd::dispatch(
         #[inline(always)]
         || {
@@ -65,6 +72,12 @@ pub(crate) fn conv_direct(
             }
         },
     )
+}
+
+/// Scratch values [`conv_direct`] needs: the padded input and one accumulator plane.
+pub(crate) fn scratch_len(cin: usize, (h, w): (usize, usize), k: usize) -> usize {
+    let (hp, wp) = (h + k - 1, w + k - 1);
+    cin * hp * wp + h.saturating_sub(1) * wp + w
 }
 
 #[cfg(test)]
@@ -90,7 +103,9 @@ mod tests {
             x.iter_mut().for_each(|v| *v = rng.normal());
             wts.iter_mut().for_each(|v| *v = rng.normal());
             let mut out = vec![0.0f32; rows * h * w];
-            conv_direct(&x, cin, (h, w), k, &wts, &mut out);
+            // Scratch left dirty by a larger call: every value is rewritten before use.
+            let mut scratch = vec![f32::NAN; 2 * scratch_len(cin, (h, w), k)];
+            conv_direct(&x, cin, (h, w), k, &wts, &mut out, &mut scratch);
             let p = (k / 2) as isize;
             for o in 0..rows {
                 for y in 0..h {
@@ -123,7 +138,9 @@ mod tests {
                 }
             }
             let mut portable = vec![0.0f32; rows * h * w];
-            simd::portable(|| conv_direct(&x, cin, (h, w), k, &wts, &mut portable));
+            simd::portable(|| {
+                conv_direct(&x, cin, (h, w), k, &wts, &mut portable, &mut Vec::new())
+            });
             assert_eq!(portable, out);
         }
     }

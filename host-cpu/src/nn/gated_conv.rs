@@ -330,8 +330,10 @@ impl GatedConv {
                     None if direct => {
                         let (_, zw, zg) = &mut per[0];
                         let ws = c0 * kd..(c0 + rows) * kd;
-                        conv_direct(b, cin, (h, w), k, &wt[ws.clone()], zw);
-                        conv_direct(b, cin, (h, w), k, &gt[ws], zg);
+                        BLOCK.with_borrow_mut(|sc| {
+                            conv_direct(b, cin, (h, w), k, &wt[ws.clone()], zw, sc);
+                            conv_direct(b, cin, (h, w), k, &gt[ws], zg, sc);
+                        });
                     }
                     None => {
                         let (_, zw, zg) = &mut per[0];
@@ -639,7 +641,7 @@ thread_local! {
     /// The forward pass's input stage (im2col matrix or Winograd-transformed input) of the
     /// sample this thread works on, kept between calls.
     static INPUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// A block's Winograd products.
+    /// A block's Winograd products (or the direct convolution's scratch).
     static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// A block's [zw; zg] when the forward pass keeps nothing.
     static Z: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -824,7 +826,7 @@ mod tests {
                         let mut s = winograd::Scratch::default();
                         winograd::conv3x3(&f, xi, h, w, &mut z, 1, &mut s);
                     } else if k > 1 && 2 * cout < DIRECT_ROWS {
-                        conv_direct(xi, cin, (h, w), k, kern, &mut z);
+                        conv_direct(xi, cin, (h, w), k, kern, &mut z, &mut Vec::new());
                     } else {
                         let kd = cin * k * k;
                         let mut col = vec![0.0f32; kd * hw];
