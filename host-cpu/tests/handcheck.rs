@@ -3,7 +3,7 @@
 
 use ambient_cpu::config::UNetConfig;
 use ambient_cpu::denoiser::denoise;
-use ambient_cpu::nn::concat::concat_channels;
+use ambient_cpu::nn::concat::{concat_channels, split_channels};
 use ambient_cpu::nn::embedding::NoiseEmbedding;
 use ambient_cpu::nn::gated_conv::GatedConv;
 use ambient_cpu::nn::group_norm::GroupNorm;
@@ -164,6 +164,34 @@ fn pool_upsample_concat() {
     assert_eq!(u, array![[[[1.0f32, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0]]]]);
     let c = concat_channels(&array![[[[1.0f32]]]], &array![[[[2.0f32]], [[3.0]]]]);
     assert_eq!(c, array![[[[1.0f32]], [[2.0]], [[3.0]]]]);
+}
+
+/// Concat and split on a batch of 2 with 1x2 images: each image's channels stay with it, in
+/// the order [a, b]; `b` is given transposed (not in standard layout) to check that the copy
+/// follows logical, not memory, order; split gives back the two parts.
+#[test]
+fn concat_split_batch() {
+    // a: 2 images x 1 channel x 1 x 2.
+    let a = array![[[[1.0f32, 2.0]]], [[[3.0, 4.0]]]];
+    // b: 2 images x 2 channels x 1 x 2, stored channel-major: the owned permutation of a
+    // (channel, image, 1, 2) array, so b[n][c] = s[c][n] and b is not in standard layout.
+    let s = array![
+        [[[10.0f32, 20.0]], [[50.0, 60.0]]],
+        [[[30.0, 40.0]], [[70.0, 80.0]]]
+    ];
+    let b = s.permuted_axes([1, 0, 2, 3]);
+    assert!(!b.is_standard_layout());
+    let c = concat_channels(&a, &b);
+    let expected = array![
+        [[[1.0f32, 2.0]], [[10.0, 20.0]], [[30.0, 40.0]]],
+        [[[3.0, 4.0]], [[50.0, 60.0]], [[70.0, 80.0]]]
+    ];
+    assert_eq!(c, expected);
+    let (da, db) = split_channels(&c, 1);
+    assert_eq!(da, a);
+    assert_eq!(db, b);
+    let (d0, d3) = split_channels(&c, 3);
+    assert_eq!((d0, d3.dim()), (c.clone(), (2, 0, 1, 2)));
 }
 
 /// ResBlock 2 -> 2 (identity skip), groups 1, on a 2x2 image with x = (1, -1) per channel
