@@ -103,6 +103,9 @@ fn paper_writes_every_section_and_figure_and_resumes() {
         "| clean | features |",
         "## Where these results differ from the paper",
         "Fréchet distance at p = 0.8: naive ",
+        "Against the clean model (p = 0, Fréchet distance ",
+        "Share of the samples in the class the classifier predicts most often",
+        "From p = 0.6 to p = 0.8 the naive Fréchet distance grows ",
         "Top-1 similarity to the 300-image subset (pixels)",
     ] {
         assert!(md.contains(needle), "results.md lacks {needle:?}:\n{md}");

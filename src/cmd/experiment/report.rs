@@ -323,7 +323,11 @@ impl Report<'_> {
                 f(&j, "/frechet_floor_train_vs_test"),
                 j["predicted_classes"]
             );
-            fds.push((r.model, fd));
+            fds.push(Fig3Point {
+                model: r.model,
+                fd,
+                top_share: top_class_share(&j["predicted_classes"]),
+            });
         }
         md.push_str("\nSamples (the first 64, or all if fewer, of each model):\n\n");
         for r in &self.fig3 {
@@ -458,39 +462,119 @@ fn table1_fact(p: f32, rows: &[(String, Scores)]) -> String {
     )
 }
 
-/// Figure 3's finding: naive training degrades badly as p grows, ambient does not.
-fn fig3_facts(fds: &[(ModelSpec, f64)]) -> Vec<String> {
-    let fd = |mode: &str, p: f32| {
-        fds.iter()
-            .find(|(m, _)| m.mode == mode && m.p == p)
-            .map(|r| r.1)
-    };
-    let clean = fd("clean", 0.0).unwrap_or(f64::NAN);
-    let mut levels: Vec<f32> = fds
-        .iter()
-        .filter(|(m, _)| m.mode != "clean")
-        .map(|(m, _)| m.p)
-        .collect();
-    levels.dedup();
-    let mut out = Vec::new();
-    for &p in &levels {
-        if let (Some(n), Some(a)) = (fd("naive", p), fd("ambient", p)) {
-            out.push(format!(
-                "Fréchet distance at p = {p}: naive {n:.3} vs ambient {a:.3} (clean {clean:.3}); naive / ambient = {:.2}. Paper: naive is worse than ambient at high corruption ({}).",
-                n / a,
-                verdict(n > a)
-            ));
-        }
+/// One model of Figure 3: its Fréchet distance and the share of its samples in the class the
+/// classifier predicts most often (1/10 for a generator spread evenly over the digits; a
+/// collapsed one piles its samples into one class).
+#[derive(Clone, Copy)]
+struct Fig3Point {
+    model: ModelSpec,
+    fd: f64,
+    top_share: f64,
+}
+
+/// The largest entry of a class histogram over its total (NaN when it is missing or empty).
+fn top_class_share(classes: &Value) -> f64 {
+    let counts: Vec<f64> = classes
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    let total: f64 = counts.iter().sum();
+    if total > 0.0 {
+        counts.iter().cloned().fold(0.0, f64::max) / total
+    } else {
+        f64::NAN
     }
-    if let (Some(&lo), Some(&hi)) = (levels.first(), levels.last()) {
-        if let (Some(n0), Some(n1), Some(a0), Some(a1)) = (
-            fd("naive", lo),
-            fd("naive", hi),
-            fd("ambient", lo),
-            fd("ambient", hi),
-        ) {
+}
+
+/// Figure 3's finding: naive training collapses as p grows, ambient degrades gracefully. In
+/// the paper's figure both curves start from the clean model at p = 0, where the two trainings
+/// coincide, so growth is measured from there; growth between the lowest and highest p of
+/// the run is reported too, with the naive model's state at the lowest p beside it (a model
+/// already collapsed there has little left to grow).
+fn fig3_facts(points: &[Fig3Point]) -> Vec<String> {
+    let get = |mode: &str, p: f32| {
+        points
+            .iter()
+            .find(|r| r.model.mode == mode && r.model.p == p)
+    };
+    let fd = |mode: &str, p: f32| get(mode, p).map(|r| r.fd);
+    let clean = get("clean", 0.0);
+    let mut levels: Vec<f32> = points
+        .iter()
+        .filter(|r| r.model.mode != "clean")
+        .map(|r| r.model.p)
+        .collect();
+    levels.sort_by(f32::total_cmp);
+    levels.dedup();
+    // Levels with both a naive and an ambient model.
+    let paired: Vec<(f32, Fig3Point, Fig3Point)> = levels
+        .iter()
+        .filter_map(|&p| Some((p, *get("naive", p)?, *get("ambient", p)?)))
+        .collect();
+    let list = |v: Vec<String>| v.join(", ");
+    let mut out = Vec::new();
+    for (p, n, a) in &paired {
+        out.push(format!(
+            "Fréchet distance at p = {p}: naive {:.3} vs ambient {:.3} (clean {:.3}); naive / ambient = {:.2}. Paper: naive is worse than ambient at high corruption ({}).",
+            n.fd,
+            a.fd,
+            clean.map_or(f64::NAN, |c| c.fd),
+            n.fd / a.fd,
+            verdict(n.fd > a.fd)
+        ));
+    }
+    if let (Some(c), false) = (clean, paired.is_empty()) {
+        let ps = list(paired.iter().map(|(p, ..)| p.to_string()).collect());
+        let ratios = |pick: fn(&(f32, Fig3Point, Fig3Point)) -> f64| {
+            list(
+                paired
+                    .iter()
+                    .map(|t| format!("{:.2}x", pick(t) / c.fd))
+                    .collect(),
+            )
+        };
+        out.push(format!(
+            "Against the clean model (p = 0, Fréchet distance {:.3}), where naive and ambient training coincide: at p = {ps} the naive Fréchet distance is {} the clean one, the ambient one {}. Paper: naive collapses as p grows, ambient degrades gracefully ({}: naive's ratio is above ambient's at every level).",
+            c.fd,
+            ratios(|t| t.1.fd),
+            ratios(|t| t.2.fd),
+            if paired.iter().all(|(_, n, a)| n.fd > a.fd) { "agrees" } else { "differs" }
+        ));
+        let shares = |pick: fn(&(f32, Fig3Point, Fig3Point)) -> f64| {
+            list(
+                paired
+                    .iter()
+                    .map(|t| format!("{:.1}%", 100.0 * pick(t)))
+                    .collect(),
+            )
+        };
+        out.push(format!(
+            "Share of the samples in the class the classifier predicts most often (10% for samples spread evenly over the digits; a collapsed generator piles into one): clean {:.1}%; at p = {ps} naive {}, ambient {} ({}: naive's share is above ambient's at every level).",
+            100.0 * c.top_share,
+            shares(|t| t.1.top_share),
+            shares(|t| t.2.top_share),
+            if paired.iter().all(|(_, n, a)| n.top_share > a.top_share) { "agrees" } else { "differs" }
+        ));
+    }
+    if let (Some((lo, ..)), Some((hi, ..))) = (paired.first(), paired.last()) {
+        if lo < hi {
+            let (n0, n1) = (
+                fd("naive", *lo).unwrap_or(f64::NAN),
+                fd("naive", *hi).unwrap_or(f64::NAN),
+            );
+            let (a0, a1) = (
+                fd("ambient", *lo).unwrap_or(f64::NAN),
+                fd("ambient", *hi).unwrap_or(f64::NAN),
+            );
+            let at_lo = clean.map_or(String::new(), |c| {
+                format!(
+                    "; at p = {lo} the naive Fréchet distance is already {:.2}x the clean model's, the ambient one {:.2}x",
+                    n0 / c.fd,
+                    a0 / c.fd
+                )
+            });
             out.push(format!(
-                "From p = {lo} to p = {hi} the naive Fréchet distance grows {:.2}x and the ambient one {:.2}x. Paper: naive collapses as p grows, ambient degrades gracefully ({}).",
+                "From p = {lo} to p = {hi} the naive Fréchet distance grows {:.2}x and the ambient one {:.2}x{at_lo}. Paper: naive degrades faster than ambient as p grows ({} within this range).",
                 n1 / n0,
                 a1 / a0,
                 verdict(n1 / n0 > a1 / a0)
@@ -548,31 +632,74 @@ mod tests {
         }
     }
 
+    fn pt(mode: &'static str, p: f32, fd: f64, top_share: f64) -> Fig3Point {
+        Fig3Point {
+            model: m(mode, p),
+            fd,
+            top_share,
+        }
+    }
+
     #[test]
     fn fig3_verdict_follows_the_numbers() {
-        // Naive 3x worse than ambient at 0.8 and growing 4x from 0.6 vs ambient 1.25x.
-        let fds = [
-            (m("clean", 0.0), 1.0),
-            (m("ambient", 0.6), 4.0),
-            (m("naive", 0.6), 5.0),
-            (m("ambient", 0.8), 5.0),
-            (m("naive", 0.8), 20.0),
+        // Naive 4x worse than ambient at 0.8 and growing 4x from 0.6 vs ambient 1.25x; against
+        // the clean model (FD 2): naive 2.5x and 10x, ambient 2x and 2.5x.
+        let pts = [
+            pt("clean", 0.0, 2.0, 0.1),
+            pt("ambient", 0.6, 4.0, 0.12),
+            pt("naive", 0.6, 5.0, 0.3),
+            pt("ambient", 0.8, 5.0, 0.15),
+            pt("naive", 0.8, 20.0, 0.9),
         ];
-        let f = fig3_facts(&fds);
-        assert_eq!(f.len(), 3);
+        let f = fig3_facts(&pts);
+        assert_eq!(f.len(), 5, "{f:?}");
         assert!(
-            f[1].contains("naive 20.000 vs ambient 5.000 (clean 1.000); naive / ambient = 4.00")
+            f[1].contains("naive 20.000 vs ambient 5.000 (clean 2.000); naive / ambient = 4.00"),
+            "{}",
+            f[1]
         );
         assert!(f[1].ends_with("(agrees)."), "{}", f[1]);
         assert!(
-            f[2].contains("grows 4.00x and the ambient one 1.25x"),
+            f[2].contains("at p = 0.6, 0.8 the naive Fréchet distance is 2.50x, 10.00x the clean one, the ambient one 2.00x, 2.50x"),
             "{}",
             f[2]
         );
-        assert!(f[2].ends_with("(agrees)."));
-        // The reverse ordering must say so.
-        let rev = [(m("ambient", 0.8), 20.0), (m("naive", 0.8), 5.0)];
-        assert!(fig3_facts(&rev)[0].ends_with("(differs)."));
+        assert!(f[2].contains("(agrees:"), "{}", f[2]);
+        assert!(
+            f[3].contains(
+                "clean 10.0%; at p = 0.6, 0.8 naive 30.0%, 90.0%, ambient 12.0%, 15.0% (agrees:"
+            ),
+            "{}",
+            f[3]
+        );
+        assert!(
+            f[4].contains("grows 4.00x and the ambient one 1.25x; at p = 0.6 the naive Fréchet distance is already 2.50x the clean model's, the ambient one 2.00x"),
+            "{}",
+            f[4]
+        );
+        assert!(f[4].ends_with("(agrees within this range)."), "{}", f[4]);
+        // The reverse orderings must say so: naive better at 0.8, and a naive model already
+        // collapsed at 0.6 that grows less than the ambient one within the range.
+        let rev = [
+            pt("clean", 0.0, 2.0, 0.1),
+            pt("ambient", 0.6, 4.0, 0.5),
+            pt("naive", 0.6, 30.0, 0.2),
+            pt("ambient", 0.8, 20.0, 0.5),
+            pt("naive", 0.8, 15.0, 0.2),
+        ];
+        let f = fig3_facts(&rev);
+        assert!(f[0].ends_with("(agrees)."), "{}", f[0]);
+        assert!(f[1].ends_with("(differs)."), "{}", f[1]);
+        assert!(f[2].contains("(differs:"), "{}", f[2]);
+        assert!(f[3].contains("(differs:"), "{}", f[3]);
+        assert!(f[4].ends_with("(differs within this range)."), "{}", f[4]);
+    }
+
+    #[test]
+    fn top_class_share_of_a_histogram() {
+        assert_eq!(top_class_share(&serde_json::json!([1, 6, 3])), 0.6);
+        assert!(top_class_share(&serde_json::json!([])).is_nan());
+        assert!(top_class_share(&Value::Null).is_nan());
     }
 
     #[test]
