@@ -497,7 +497,6 @@ fn fig3_facts(points: &[Fig3Point]) -> Vec<String> {
             .iter()
             .find(|r| r.model.mode == mode && r.model.p == p)
     };
-    let fd = |mode: &str, p: f32| get(mode, p).map(|r| r.fd);
     let clean = get("clean", 0.0);
     let mut levels: Vec<f32> = points
         .iter()
@@ -506,12 +505,19 @@ fn fig3_facts(points: &[Fig3Point]) -> Vec<String> {
         .collect();
     levels.sort_by(f32::total_cmp);
     levels.dedup();
-    // Levels with both a naive and an ambient model.
+    // Levels with both a naive and an ambient model: (p, naive, ambient).
     let paired: Vec<(f32, Fig3Point, Fig3Point)> = levels
         .iter()
         .filter_map(|&p| Some((p, *get("naive", p)?, *get("ambient", p)?)))
         .collect();
-    let list = |v: Vec<String>| v.join(", ");
+    // One value per paired level, formatted and comma-separated.
+    let per_level = |show: &dyn Fn(&Fig3Point) -> String, pick_naive: bool| {
+        paired
+            .iter()
+            .map(|(_, n, a)| show(if pick_naive { n } else { a }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut out = Vec::new();
     for (p, n, a) in &paired {
         out.push(format!(
@@ -524,60 +530,42 @@ fn fig3_facts(points: &[Fig3Point]) -> Vec<String> {
         ));
     }
     if let (Some(c), false) = (clean, paired.is_empty()) {
-        let ps = list(paired.iter().map(|(p, ..)| p.to_string()).collect());
-        let ratios = |pick: fn(&(f32, Fig3Point, Fig3Point)) -> f64| {
-            list(
-                paired
-                    .iter()
-                    .map(|t| format!("{:.2}x", pick(t) / c.fd))
-                    .collect(),
-            )
-        };
+        let ps = paired
+            .iter()
+            .map(|(p, ..)| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let ratio = |r: &Fig3Point| format!("{:.2}x", r.fd / c.fd);
         out.push(format!(
             "Against the clean model (p = 0, Fréchet distance {:.3}), where naive and ambient training coincide: at p = {ps} the naive Fréchet distance is {} the clean one, the ambient one {}. Paper: naive collapses as p grows, ambient degrades gracefully ({}: naive's ratio is above ambient's at every level).",
             c.fd,
-            ratios(|t| t.1.fd),
-            ratios(|t| t.2.fd),
-            if paired.iter().all(|(_, n, a)| n.fd > a.fd) { "agrees" } else { "differs" }
+            per_level(&ratio, true),
+            per_level(&ratio, false),
+            verdict(paired.iter().all(|(_, n, a)| n.fd > a.fd))
         ));
-        let shares = |pick: fn(&(f32, Fig3Point, Fig3Point)) -> f64| {
-            list(
-                paired
-                    .iter()
-                    .map(|t| format!("{:.1}%", 100.0 * pick(t)))
-                    .collect(),
-            )
-        };
+        let share = |r: &Fig3Point| format!("{:.1}%", 100.0 * r.top_share);
         out.push(format!(
             "Share of the samples in the class the classifier predicts most often (10% for samples spread evenly over the digits; a collapsed generator piles into one): clean {:.1}%; at p = {ps} naive {}, ambient {} ({}: naive's share is above ambient's at every level).",
             100.0 * c.top_share,
-            shares(|t| t.1.top_share),
-            shares(|t| t.2.top_share),
-            if paired.iter().all(|(_, n, a)| n.top_share > a.top_share) { "agrees" } else { "differs" }
+            per_level(&share, true),
+            per_level(&share, false),
+            verdict(paired.iter().all(|(_, n, a)| n.top_share > a.top_share))
         ));
     }
-    if let (Some((lo, ..)), Some((hi, ..))) = (paired.first(), paired.last()) {
+    if let (Some((lo, n0, a0)), Some((hi, n1, a1))) = (paired.first(), paired.last()) {
         if lo < hi {
-            let (n0, n1) = (
-                fd("naive", *lo).unwrap_or(f64::NAN),
-                fd("naive", *hi).unwrap_or(f64::NAN),
-            );
-            let (a0, a1) = (
-                fd("ambient", *lo).unwrap_or(f64::NAN),
-                fd("ambient", *hi).unwrap_or(f64::NAN),
-            );
             let at_lo = clean.map_or(String::new(), |c| {
                 format!(
                     "; at p = {lo} the naive Fréchet distance is already {:.2}x the clean model's, the ambient one {:.2}x",
-                    n0 / c.fd,
-                    a0 / c.fd
+                    n0.fd / c.fd,
+                    a0.fd / c.fd
                 )
             });
             out.push(format!(
                 "From p = {lo} to p = {hi} the naive Fréchet distance grows {:.2}x and the ambient one {:.2}x{at_lo}. Paper: naive degrades faster than ambient as p grows ({} within this range).",
-                n1 / n0,
-                a1 / a0,
-                verdict(n1 / n0 > a1 / a0)
+                n1.fd / n0.fd,
+                a1.fd / a0.fd,
+                verdict(n1.fd / n0.fd > a1.fd / a0.fd)
             ));
         }
     }
