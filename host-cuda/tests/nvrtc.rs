@@ -40,7 +40,9 @@ fn elementwise_kernels_compile_without_fma() {
         "NVRTC {}.{} from {}",
         nvrtc.version.0, nvrtc.version.1, nvrtc.library
     );
-    for (major, minor) in [(7, 0), (9, 0)] {
+    // The oldest architecture this NVRTC knows (7.0 for NVRTC 12, 7.5 for 13) and Hopper.
+    let oldest = nvrtc.supported_archs().unwrap()[0];
+    for (major, minor) in [(oldest.major, oldest.minor), (9, 0)] {
         let cc = ComputeCapability { major, minor };
         let ptx = nvrtc.compile(ELEMENTWISE_CU, "elementwise.cu", cc).unwrap();
         assert!(ptx.contains(&format!(".target sm_{major}{minor}")), "{ptx}");
@@ -91,13 +93,20 @@ fn a_device_newer_than_nvrtc_gets_the_newest_ptx_it_knows() {
         return;
     };
     let archs = nvrtc.supported_archs().unwrap();
-    // Every NVRTC 12 compiles for Volta (7.0) and Hopper (9.0).
-    for want in [(7, 0), (9, 0)] {
+    // Every NVRTC 12 and 13 compiles for Ampere (8.0) and Hopper (9.0); NVRTC 13 dropped
+    // Volta (7.0), so the oldest is not pinned.
+    for want in [(8, 0), (9, 0)] {
         assert!(
             archs.iter().any(|c| (c.major, c.minor) == want),
             "{want:?} not among {archs:?}"
         );
     }
+    assert!(
+        archs
+            .windows(2)
+            .all(|w| (w[0].major, w[0].minor) < (w[1].major, w[1].minor)),
+        "{archs:?} not ascending"
+    );
     let newest = *archs.last().unwrap();
     let future = ComputeCapability {
         major: 99,
