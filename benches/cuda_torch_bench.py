@@ -6,7 +6,10 @@ Measures one ambient training step (forward, loss, backward, gradient clipping a
 and one denoiser call D(y, A, s) at batch 256: images/s over timed steps after a warm-up, and
 torch.cuda.max_memory_allocated. Prints lines starting with "BENCH torch".
 
-Run: python3 benches/cuda_torch_bench.py [steps]   (needs torch with CUDA)
+With --profile, also prints torch.profiler's table of GPU time per kernel over 5 training
+steps (lines "PROFILE torch"), beside the profile of ours in net_device.rs.
+
+Run: python3 benches/cuda_torch_bench.py [steps] [--profile]   (needs torch with CUDA)
 """
 import os
 import sys
@@ -19,7 +22,8 @@ from torch_ref import AmbientUNet, ambient_loss  # noqa: E402
 
 
 def main():
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    args = [a for a in sys.argv[1:] if a != "--profile"]
+    steps = int(args[0]) if args else 200
     if not torch.cuda.is_available():
         print("BENCH torch: no CUDA device")
         return 1
@@ -69,6 +73,15 @@ def main():
         torch.cuda.synchronize()
         secs = time.perf_counter() - t
     print(f"BENCH torch denoise batch 256: {batch * calls / secs:.0f} images/s ({1e3 * secs / calls:.1f} ms/call)")
+    if "--profile" in sys.argv[1:]:
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                step()
+            torch.cuda.synchronize()
+        table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70)
+        print("PROFILE torch, 5 training steps at batch 256:")
+        print(table)
     return 0
 
 

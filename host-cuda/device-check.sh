@@ -68,7 +68,7 @@ if grep -q "no CUDA device: skipping" "$log"; then
   status=1
 fi
 echo "== summary"
-grep -E "^test .* (ok|FAILED)$|relative error|bit for bit|of its bound|^BENCH|^step (1|5|10|20|30):|worst|^PSNR|^FAIL|trained .* steps" "$log" | sed 's/^/  /'
+grep -E "^test .* (ok|FAILED)$|relative error|bit for bit|of its bound|^BENCH|^TILES|GPU busy|^PROFILE host|^step (1|5|10|20|30):|worst|^PSNR|^FAIL|trained .* steps" "$log" | sed 's/^/  /'
 [ -n "${OUT:-}" ] && cp "$log" "$OUT/device-check.log"
 echo "device check: $([ $status -eq 0 ] && echo PASSED || echo FAILED)"
 exit $status

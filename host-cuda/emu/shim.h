@@ -17,6 +17,10 @@
 #include <cmath>
 #include <cstdint>
 
+// CUDA's float4 (16-byte aligned, as the kernels' 16-byte shared-memory loads assume).
+struct __attribute__((aligned(16))) float4 {
+    float x, y, z, w;
+};
 struct uint3 {
     unsigned int x, y, z;
 };

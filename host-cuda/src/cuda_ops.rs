@@ -39,8 +39,10 @@ pub const NET_MODULES: [(&str, &str); 5] = [
 const MAX_BLOCKS: u32 = 8192;
 /// Threads of a GroupNorm block (`NORM_THREADS` in norm.cu).
 const NORM_THREADS: u32 = 256;
-/// Most partial sums of a split batch-summing SGEMM.
-const MAX_SLICES: usize = 32;
+/// Blocks a split batch-summing SGEMM aims for (several per multiprocessor on any current GPU):
+/// it takes as many partial sums as its tiles need to reach this many, at most one per sample.
+/// A constant, not the device's multiprocessor count, so every GPU sums in the same order.
+const SUM_BLOCKS: usize = 1024;
 
 /// The PTX of module `name` for `cc`, from the cache or compiled with NVRTC.
 pub fn module_ptx(
@@ -126,6 +128,9 @@ pub struct CudaOps {
     pool: Pool,
     /// Bytes allocated with cuMemAlloc and not freed (live buffers and the pool's).
     allocated: std::cell::Cell<usize>,
+    /// A SGEMM tile (index into [`GEMM_TILES`]) used for every product instead of
+    /// [`gemm_tile`]'s choice: for tests and the tile benchmark.
+    forced_tile: std::cell::Cell<Option<usize>>,
     pub gpu: Rc<Gpu>,
 }
 
@@ -146,6 +151,7 @@ impl CudaOps {
             modules,
             pool: Pool::default(),
             allocated: Default::default(),
+            forced_tile: Default::default(),
         })
     }
 
@@ -153,6 +159,15 @@ impl CudaOps {
         self.modules[module]
             .get_function(name)
             .map_err(driver("cuModuleGetFunction"))
+    }
+
+    /// Makes every SGEMM use tile `GEMM_TILES[i]` (None: each product's own choice).
+    pub fn force_gemm_tile(&self, i: Option<usize>) {
+        assert!(
+            i.is_none_or(|i| i < GEMM_TILES.len()),
+            "no SGEMM tile {i:?}"
+        );
+        self.forced_tile.set(i);
     }
 
     /// Bytes this CudaOps has allocated (buffers in use and pooled): its device footprint,
@@ -186,19 +201,99 @@ impl CudaOps {
     fn grid(n: usize) -> u32 {
         blocks_for(n, MAX_BLOCKS)
     }
+
+    /// A buffer of `len` elements from the pool (true: its values are a former user's) or
+    /// freshly allocated (false: zeroed).
+    fn take(&self, len: usize) -> std::result::Result<(GpuBuf, bool), OpsError> {
+        let reused = self.pool.borrow_mut().get_mut(&len).and_then(|v| v.pop());
+        let fresh = reused.is_none();
+        let buf = match reused {
+            Some(b) => b,
+            None => self.allocate(len, None)?,
+        };
+        let b = GpuBuf {
+            buf: Some(buf),
+            len,
+            pool: self.pool.clone(),
+        };
+        Ok((b, !fresh))
+    }
 }
 
-/// Launches `f` on the stream with the given grid (x or (x, y, z)), 1-D blocks, arguments.
+/// One SGEMM tile of gemm.cu: its entry point and the rows and columns of C a block computes.
+pub struct GemmTile {
+    pub entry: &'static str,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// gemm.cu's tiles; both compute each output the same way (bit for bit), so the choice changes
+/// speed only (and, for batch sums, the number of partial sums).
+pub const GEMM_TILES: [GemmTile; 2] = [
+    GemmTile {
+        entry: "sgemm",
+        rows: 64,
+        cols: 64,
+    },
+    GemmTile {
+        entry: "sgemm_128x128",
+        rows: 128,
+        cols: 128,
+    },
+];
+
+/// The tile for an M x N x K product: 128 x 128 where it pads M and N no more than 64 x 64
+/// does and K > 128, else 64 x 64. Measured on an H200 over the spec network's products at
+/// batch 256 (ops_device.rs, `bench_sgemm_tiles_on_the_network_products`, which also timed
+/// 64 x 128 and 128 x 64 tiles, never clearly faster, since removed): 128 x 128 was 7-14%
+/// faster on 128 x 196 (K 576, 1152) and 128 x 1152 (K 196), and 6-29% slower everywhere else
+/// it pads no more, all with K <= 128; 64 x 64 was the fastest tile on every other product.
+pub fn gemm_tile(m: usize, n: usize, k: usize) -> usize {
+    let padded = |t: &GemmTile| m.div_ceil(t.rows) * t.rows * n.div_ceil(t.cols) * t.cols;
+    usize::from(k > 128 && padded(&GEMM_TILES[1]) <= padded(&GEMM_TILES[0]))
+}
+
+/// Most elements one launch of a 32-bit-indexed kernel may address (conv.cu).
+const MAX_ELEMS_32: usize = (1 << 31) - 1;
+
+/// Splits `n` images of `per_image` elements each into runs (first image, count) of whole
+/// images of at most [`MAX_ELEMS_32`] elements, for the kernels that index in 32 bits; an
+/// error when one image alone is larger.
+fn image_runs(n: usize, per_image: usize) -> std::result::Result<Vec<(usize, usize)>, OpsError> {
+    if per_image > MAX_ELEMS_32 {
+        return Err(OpsError::Invalid(format!(
+            "one image's {per_image} column elements exceed the 2^31 a convolution kernel indexes"
+        )));
+    }
+    let per_run = (MAX_ELEMS_32 / per_image.max(1)).max(1);
+    Ok((0..n)
+        .step_by(per_run)
+        .map(|i0| (i0, per_run.min(n - i0)))
+        .collect())
+}
+
+/// Launches kernel `name` of `module` on the stream with the given grid (x or (x, y, z)),
+/// 1-D blocks and arguments; under the profiler (profile.rs) its time goes to `key` (the
+/// kernel's name and grid when no key is given).
 macro_rules! run {
-    ($self:ident, $f:expr, $grid:expr, $block:expr, ($($arg:expr),* $(,)?)) => {{
-        let f = $f?;
+    ($self:ident, $module:literal / $name:literal, $grid:expr, $block:expr, ($($arg:expr),* $(,)?)) => {{
+        let grid = $grid;
+        run!($self, $module / $name, key = format!("{} grid {:?}", $name, grid), grid, $block, ($($arg),*))
+    }};
+    ($self:ident, $module:literal / $name:literal, key = $key:expr, $grid:expr, $block:expr, ($($arg:expr),* $(,)?)) => {{
+        run!($self, $module / ($name), key = $key, $grid, $block, ($($arg),*))
+    }};
+    ($self:ident, $module:literal / ($name:expr), key = $key:expr, $grid:expr, $block:expr, ($($arg:expr),* $(,)?)) => {{
+        let f = $self.function($module, $name)?;
         let stream = &$self.gpu.stream;
-        // SAFETY: every pointer argument was produced by GpuBuf::at/whole, which checked that
-        // the buffer holds the elements the kernel indexes (ops.rs states the ranges), and
-        // the scalar arguments have the kernel's C types (u64, i64, i32, f32) in order.
-        unsafe { launch!(f<<<$grid, $block, 0, stream>>>($($arg),*)) }
-            .map_err(driver("cuLaunchKernel"))
-            .map_err(OpsError::from)
+        crate::profile::launch(stream, || $key, || {
+            // SAFETY: every pointer argument was produced by GpuBuf::at/whole, which checked
+            // that the buffer holds the elements the kernel indexes (ops.rs states the ranges),
+            // and the scalar arguments have the kernel's C types (u64, i64, i32, f32) in order.
+            unsafe { launch!(f<<<$grid, $block, 0, stream>>>($($arg),*)) }
+        })
+        .map_err(driver("cuLaunchKernel"))
+        .map_err(OpsError::from)
     }};
 }
 
@@ -207,24 +302,15 @@ impl Ops for CudaOps {
     type Buf = GpuBuf;
 
     fn zeros(&self, len: usize) -> std::result::Result<GpuBuf, OpsError> {
-        let reused = self.pool.borrow_mut().get_mut(&len).and_then(|v| v.pop());
-        let mut b = match reused {
-            Some(b) => GpuBuf {
-                buf: Some(b),
-                len,
-                pool: self.pool.clone(),
-            },
-            None => {
-                let buf = self.allocate(len, None)?;
-                return Ok(GpuBuf {
-                    buf: Some(buf),
-                    len,
-                    pool: self.pool.clone(),
-                });
-            }
-        };
-        self.fill(&mut b, 0.0)?;
+        let (mut b, reused) = self.take(len)?;
+        if reused {
+            self.fill(&mut b, 0.0)?;
+        }
         Ok(b)
+    }
+
+    fn scratch(&self, len: usize) -> std::result::Result<GpuBuf, OpsError> {
+        Ok(self.take(len)?.0)
     }
 
     fn upload(&self, data: &[f32]) -> std::result::Result<GpuBuf, OpsError> {
@@ -237,13 +323,14 @@ impl Ops for CudaOps {
             Some(b) if !data.is_empty() => {
                 // A synchronous copy does not wait for our (non-blocking) stream, whose queued
                 // kernels may still read this buffer: wait for them first.
-                self.gpu
-                    .stream
-                    .synchronize()
-                    .map_err(driver("cuStreamSynchronize"))?;
-                b.index(..data.len())
-                    .copy_from(data)
-                    .map_err(driver("cuMemcpyHtoD"))?;
+                crate::profile::phase("wait for the stream (upload)", || {
+                    self.gpu.stream.synchronize()
+                })
+                .map_err(driver("cuStreamSynchronize"))?;
+                crate::profile::phase("copy host to device (upload)", || {
+                    b.index(..data.len()).copy_from(data)
+                })
+                .map_err(driver("cuMemcpyHtoD"))?;
                 b
             }
             Some(b) => b,
@@ -335,7 +422,7 @@ impl Ops for CudaOps {
         let d = dst.at(dst_off, (rows - 1) * dst_stride + len, "copy_rows dst");
         run!(
             self,
-            self.function("layers", "copy_rows"),
+            "layers" / "copy_rows",
             Self::grid(rows * len),
             BLOCK,
             (
@@ -363,8 +450,14 @@ impl Ops for CudaOps {
         let pa = a.at(g.a_off, ea - g.a_off, "gemm A");
         let pb = b.at(g.b_off, eb - g.b_off, "gemm B");
         let pc = c.at(g.c_off, ec - g.c_off, "gemm C");
-        let tiles = |rows: usize, cols: usize| (cols.div_ceil(64) as u32, rows.div_ceil(64) as u32);
-        let (gx, gy) = tiles(g.m, g.n);
+        let tile = &GEMM_TILES[self
+            .forced_tile
+            .get()
+            .unwrap_or_else(|| gemm_tile(g.m, g.n, g.k))];
+        let (gx, gy) = (
+            g.n.div_ceil(tile.cols) as u32,
+            g.m.div_ceil(tile.rows) as u32,
+        );
         let args = |alpha: f32, beta: f32, c_stride: usize, chunk: usize| {
             (
                 g.m as i32,
@@ -387,29 +480,50 @@ impl Ops for CudaOps {
             let z = if g.sum_batch { 1 } else { g.batch as u32 };
             return run!(
                 self,
-                self.function("gemm", "sgemm"),
+                "gemm" / (tile.entry),
+                key = format!(
+                    "{} m{} n{} k{} batch {}{}{}",
+                    tile.entry,
+                    g.m,
+                    g.n,
+                    g.k,
+                    g.batch,
+                    if g.ta { " ta" } else { "" },
+                    if g.tb { " tb" } else { "" }
+                ),
                 (gx, gy, z),
                 256u32,
                 (pa, pb, pc, m, n, k, ta, tb, al, be, sa, sb, sc, bt, ch)
             );
         }
         // A batch sum: partial sums over `chunk` samples each, then their sum in order.
-        let chunk = g.batch.div_ceil(MAX_SLICES.min(g.batch));
+        let want = SUM_BLOCKS.div_ceil((gx * gy) as usize).clamp(1, g.batch);
+        let chunk = g.batch.div_ceil(want);
         let slices = g.batch.div_ceil(chunk);
         let len = g.m * g.n;
-        let part = self.zeros(slices * len)?;
+        let part = self.scratch(slices * len)?;
         let pp = part.whole(slices * len, "gemm partial sums");
         let (m, n, k, ta, tb, al, be, sa, sb, sc, bt, ch) = args(1.0, 0.0, len, chunk);
         run!(
             self,
-            self.function("gemm", "sgemm"),
+            "gemm" / (tile.entry),
+            key = format!(
+                "{} m{} n{} k{} batch-sum {} in {slices}{}{}",
+                tile.entry,
+                g.m,
+                g.n,
+                g.k,
+                g.batch,
+                if g.ta { " ta" } else { "" },
+                if g.tb { " tb" } else { "" }
+            ),
             (gx, gy, slices as u32),
             256u32,
             (pa, pb, pp, m, n, k, ta, tb, al, be, sa, sb, sc, bt, ch)
         )?;
         run!(
             self,
-            self.function("gemm", "sum_slices"),
+            "gemm" / "sum_slices",
             Self::grid(len),
             BLOCK,
             (pp, slices as i32, len as i64, pc, g.alpha, g.beta)
@@ -426,16 +540,23 @@ impl Ops for CudaOps {
         k: usize,
         col: &mut GpuBuf,
     ) -> std::result::Result<(), OpsError> {
-        let hw = h * w;
-        let px = x.whole(n * c * hw, "im2col x");
-        let pc = col.whole(n * c * k * k * hw, "im2col col");
-        run!(
-            self,
-            self.function("conv", "im2col"),
-            Self::grid(n * c * k * k * hw),
-            BLOCK,
-            (px, n as u64, c as u64, h as u64, w as u64, k as u64, pc)
-        )
+        let (hw, kk2) = (h * w, k * k);
+        x.whole(n * c * hw, "im2col x");
+        col.whole(n * c * kk2 * hw, "im2col col");
+        for (i0, count) in image_runs(n, c * kk2 * hw)? {
+            let px = x.at(i0 * c * hw, count * c * hw, "im2col x");
+            let pc = col.at(i0 * c * kk2 * hw, count * c * kk2 * hw, "im2col col");
+            let planes = (count * c) as u32;
+            run!(
+                self,
+                "conv" / "im2col",
+                key = format!("im2col {n}x{c}x{h}x{w} k{k}"),
+                Self::grid(count * c * hw),
+                BLOCK,
+                (px, planes, h as u32, w as u32, k as u32, pc)
+            )?;
+        }
+        Ok(())
     }
 
     fn col2im(
@@ -448,16 +569,23 @@ impl Ops for CudaOps {
         k: usize,
         dx: &mut GpuBuf,
     ) -> std::result::Result<(), OpsError> {
-        let hw = h * w;
-        let pc = dcol.whole(n * c * k * k * hw, "col2im dcol");
-        let px = dx.whole(n * c * hw, "col2im dx");
-        run!(
-            self,
-            self.function("conv", "col2im"),
-            Self::grid(n * c * hw),
-            BLOCK,
-            (pc, n as u64, c as u64, h as u64, w as u64, k as u64, px)
-        )
+        let (hw, kk2) = (h * w, k * k);
+        dcol.whole(n * c * kk2 * hw, "col2im dcol");
+        dx.whole(n * c * hw, "col2im dx");
+        for (i0, count) in image_runs(n, c * kk2 * hw)? {
+            let pc = dcol.at(i0 * c * kk2 * hw, count * c * kk2 * hw, "col2im dcol");
+            let px = dx.at(i0 * c * hw, count * c * hw, "col2im dx");
+            let planes = (count * c) as u32;
+            run!(
+                self,
+                "conv" / "col2im",
+                key = format!("col2im {n}x{c}x{h}x{w} k{k}"),
+                Self::grid(count * c * hw),
+                BLOCK,
+                (pc, planes, h as u32, w as u32, k as u32, px)
+            )?;
+        }
+        Ok(())
     }
 
     fn gated_forward(
@@ -470,16 +598,21 @@ impl Ops for CudaOps {
         bias_off: usize,
         out: &mut GpuBuf,
     ) -> std::result::Result<(), OpsError> {
-        let pz = z.whole(n * 2 * cout * hw, "gated_forward z");
+        z.whole(n * 2 * cout * hw, "gated_forward z");
+        out.whole(n * cout * hw, "gated_forward out");
         let pb = params.at(bias_off, cout, "gated_forward bias");
-        let po = out.whole(n * cout * hw, "gated_forward out");
-        run!(
-            self,
-            self.function("conv", "gated_forward"),
-            Self::grid(n * cout * hw),
-            BLOCK,
-            (pz, n as u64, cout as u64, hw as u64, pb, po)
-        )
+        for (i0, count) in image_runs(n, 2 * cout * hw)? {
+            let pz = z.at(i0 * 2 * cout * hw, count * 2 * cout * hw, "gated_forward z");
+            let po = out.at(i0 * cout * hw, count * cout * hw, "gated_forward out");
+            run!(
+                self,
+                "conv" / "gated_forward",
+                Self::grid(count * cout * hw),
+                BLOCK,
+                (pz, count as u32, cout as u32, hw as u32, pb, po)
+            )?;
+        }
+        Ok(())
     }
 
     fn gated_backward(
@@ -491,16 +624,23 @@ impl Ops for CudaOps {
         hw: usize,
         dz: &mut GpuBuf,
     ) -> std::result::Result<(), OpsError> {
-        let pd = d_out.whole(n * cout * hw, "gated_backward d_out");
-        let pz = z.whole(n * 2 * cout * hw, "gated_backward z");
-        let pdz = dz.whole(n * 2 * cout * hw, "gated_backward dz");
-        run!(
-            self,
-            self.function("conv", "gated_backward"),
-            Self::grid(n * cout * hw),
-            BLOCK,
-            (pd, pz, n as u64, cout as u64, hw as u64, pdz)
-        )
+        d_out.whole(n * cout * hw, "gated_backward d_out");
+        z.whole(n * 2 * cout * hw, "gated_backward z");
+        dz.whole(n * 2 * cout * hw, "gated_backward dz");
+        for (i0, count) in image_runs(n, 2 * cout * hw)? {
+            let (len, zlen) = (count * cout * hw, count * 2 * cout * hw);
+            let pd = d_out.at(i0 * cout * hw, len, "gated_backward d_out");
+            let pz = z.at(i0 * 2 * cout * hw, zlen, "gated_backward z");
+            let pdz = dz.at(i0 * 2 * cout * hw, zlen, "gated_backward dz");
+            run!(
+                self,
+                "conv" / "gated_backward",
+                Self::grid(len),
+                BLOCK,
+                (pd, pz, count as u32, cout as u32, hw as u32, pdz)
+            )?;
+        }
+        Ok(())
     }
 
     fn sum_planes(
@@ -514,7 +654,7 @@ impl Ops for CudaOps {
         let po = out.whole(planes, "sum_planes out");
         run!(
             self,
-            self.function("layers", "sum_planes"),
+            "layers" / "sum_planes",
             Self::grid(planes),
             BLOCK,
             (px, planes as u64, hw as u64, po)
@@ -533,7 +673,7 @@ impl Ops for CudaOps {
         let pa = acc.at(acc_off, cols, "add_column_sums acc");
         run!(
             self,
-            self.function("layers", "add_column_sums"),
+            "layers" / "add_column_sums",
             Self::grid(cols),
             BLOCK,
             (px, rows as u64, cols as u64, pa)
@@ -572,7 +712,7 @@ impl Ops for CudaOps {
         );
         run!(
             self,
-            self.function("norm", "group_norm_forward"),
+            "norm" / "group_norm_forward",
             (n * groups) as u32,
             NORM_THREADS,
             (
@@ -624,7 +764,7 @@ impl Ops for CudaOps {
         );
         run!(
             self,
-            self.function("norm", "group_norm_backward"),
+            "norm" / "group_norm_backward",
             (n * groups) as u32,
             NORM_THREADS,
             (
@@ -659,7 +799,7 @@ impl Ops for CudaOps {
         let po = out.whole(planes * h * w / 4, "avg_pool out");
         run!(
             self,
-            self.function("layers", "avg_pool"),
+            "layers" / "avg_pool",
             Self::grid(planes * h * w / 4),
             BLOCK,
             (px, planes as u64, h as u64, w as u64, po)
@@ -682,7 +822,7 @@ impl Ops for CudaOps {
         let px = dx.whole(planes * h * w, "avg_pool_backward dx");
         run!(
             self,
-            self.function("layers", "avg_pool_backward"),
+            "layers" / "avg_pool_backward",
             Self::grid(planes * h * w),
             BLOCK,
             (pd, planes as u64, h as u64, w as u64, px)
@@ -701,7 +841,7 @@ impl Ops for CudaOps {
         let po = out.whole(4 * planes * h * w, "upsample out");
         run!(
             self,
-            self.function("layers", "upsample"),
+            "layers" / "upsample",
             Self::grid(4 * planes * h * w),
             BLOCK,
             (px, planes as u64, h as u64, w as u64, po)
@@ -720,7 +860,7 @@ impl Ops for CudaOps {
         let px = dx.whole(planes * h * w, "upsample_backward dx");
         run!(
             self,
-            self.function("layers", "upsample_backward"),
+            "layers" / "upsample_backward",
             Self::grid(planes * h * w),
             BLOCK,
             (pd, planes as u64, h as u64, w as u64, px)
@@ -739,7 +879,7 @@ impl Ops for CudaOps {
         let pb = params.at(off, cols, "add_row_bias bias");
         run!(
             self,
-            self.function("layers", "add_row_bias"),
+            "layers" / "add_row_bias",
             Self::grid(rows * cols),
             BLOCK,
             (py, rows as u64, cols as u64, pb)
@@ -757,7 +897,7 @@ impl Ops for CudaOps {
         let pe = e.whole(planes, "add_per_plane e");
         run!(
             self,
-            self.function("layers", "add_per_plane"),
+            "layers" / "add_per_plane",
             Self::grid(planes * hw),
             BLOCK,
             (ph, planes as u64, hw as u64, pe)
@@ -769,7 +909,7 @@ impl Ops for CudaOps {
         let (px, po) = (x.whole(n, "silu x"), out.whole(n, "silu out"));
         run!(
             self,
-            self.function("layers", "silu"),
+            "layers" / "silu",
             Self::grid(n),
             BLOCK,
             (px, n as u64, po)
@@ -790,7 +930,7 @@ impl Ops for CudaOps {
         );
         run!(
             self,
-            self.function("layers", "silu_backward"),
+            "layers" / "silu_backward",
             Self::grid(n),
             BLOCK,
             (px, pd, n as u64, pdx)
@@ -814,7 +954,7 @@ impl Ops for CudaOps {
         let pf = f_in.whole(2 * n * chw, "network_input f_in");
         run!(
             self,
-            self.function("train", "network_input"),
+            "train" / "network_input",
             Self::grid(n * chw),
             BLOCK,
             (py, pm, pc, n as u64, chw as u64, pf)
@@ -845,7 +985,7 @@ impl Ops for CudaOps {
         let po = out.whole(len, "precondition out");
         run!(
             self,
-            self.function("train", "precondition"),
+            "train" / "precondition",
             Self::grid(len),
             BLOCK,
             (py, pm, pf, ck, co, sd, n as u64, chw as u64, po)
@@ -871,7 +1011,7 @@ impl Ops for CudaOps {
         let pf = d_f.whole(len, "output_scale_mul d_f");
         run!(
             self,
-            self.function("train", "output_scale_mul"),
+            "train" / "output_scale_mul",
             Self::grid(len),
             BLOCK,
             (pd, pm, co, sd, n as u64, chw as u64, pf)
@@ -899,7 +1039,7 @@ impl Ops for CudaOps {
         let inv_sd2 = 1.0 / (sd * sd);
         run!(
             self,
-            self.function("train", "weighted_residual"),
+            "train" / "weighted_residual",
             Self::grid(len),
             BLOCK,
             (pd, px, pa, pat, pi, inv_sd2, n as u64, chw as u64, pg, pr)
@@ -919,10 +1059,39 @@ impl Ops for CudaOps {
         let (pm, pv) = (m.whole(n, "adam m"), v.whole(n, "adam v"));
         run!(
             self,
-            self.function("train", "adam"),
+            "train" / "adam",
             Self::grid(n),
             BLOCK,
             (pw, pg, pm, pv, n as u64, h.clip, h.lr, h.beta1, h.beta2, h.eps, h.bc1, h.bc2)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemm_tile_takes_128x128_where_it_pads_no_more_and_k_is_deep() {
+        let entry = |m, n, k| GEMM_TILES[gemm_tile(m, n, k)].entry;
+        // 128 x 196: both tiles pad to 128 x 256.
+        assert_eq!(entry(128, 196, 576), "sgemm_128x128");
+        assert_eq!(entry(128, 196, 128), "sgemm");
+        // 64 x 784: 128 x 128 pads to 128 x 896, 64 x 64 to 64 x 832.
+        assert_eq!(entry(64, 784, 864), "sgemm");
+        // 128 x 49: 128 columns against 64.
+        assert_eq!(entry(128, 49, 1152), "sgemm");
+        assert_eq!(entry(1, 1, 1000), "sgemm");
+    }
+
+    #[test]
+    fn image_runs_cover_every_image_once_within_the_32_bit_range() {
+        assert_eq!(image_runs(5, 10).unwrap(), vec![(0, 5)]);
+        assert_eq!(image_runs(0, 10).unwrap(), vec![]);
+        // 2^31 - 1 = 3 * 715827882 + 1: three images of 715827882 elements fit a run, four don't.
+        let per = 715_827_882;
+        assert_eq!(image_runs(7, per).unwrap(), vec![(0, 3), (3, 3), (6, 1)]);
+        assert_eq!(image_runs(2, MAX_ELEMS_32).unwrap(), vec![(0, 1), (1, 1)]);
+        assert!(image_runs(1, MAX_ELEMS_32 + 1).is_err());
     }
 }

@@ -57,8 +57,12 @@ impl ElementwiseKernels {
         let (p, n) = (x.as_device_ptr(), x.len() as u64);
         // SAFETY: fill(float*, float, u64) over x's n elements.
         let k = self.function("fill")?;
-        unsafe { launch!(k<<<Self::grid(x.len()), BLOCK, 0, stream>>>(p, v, n)) }
-            .map_err(driver("cuLaunchKernel"))
+        crate::profile::launch(
+            stream,
+            || format!("fill n {n}"),
+            || unsafe { launch!(k<<<Self::grid(x.len()), BLOCK, 0, stream>>>(p, v, n)) },
+        )
+        .map_err(driver("cuLaunchKernel"))
     }
 
     /// dst <- src (equal lengths).
@@ -72,8 +76,12 @@ impl ElementwiseKernels {
         let (d, s, n) = (dst.as_device_ptr(), src.as_device_ptr(), dst.len() as u64);
         // SAFETY: copy(float*, const float*, u64), both of n elements.
         let k = self.function("copy")?;
-        unsafe { launch!(k<<<Self::grid(dst.len()), BLOCK, 0, stream>>>(d, s, n)) }
-            .map_err(driver("cuLaunchKernel"))
+        crate::profile::launch(
+            stream,
+            || format!("copy n {n}"),
+            || unsafe { launch!(k<<<Self::grid(dst.len()), BLOCK, 0, stream>>>(d, s, n)) },
+        )
+        .map_err(driver("cuLaunchKernel"))
     }
 
     /// x <- a x.
@@ -81,8 +89,12 @@ impl ElementwiseKernels {
         let (p, n) = (x.as_device_ptr(), x.len() as u64);
         // SAFETY: scale(float*, float, u64) over x's n elements.
         let k = self.function("scale")?;
-        unsafe { launch!(k<<<Self::grid(x.len()), BLOCK, 0, stream>>>(p, a, n)) }
-            .map_err(driver("cuLaunchKernel"))
+        crate::profile::launch(
+            stream,
+            || format!("scale n {n}"),
+            || unsafe { launch!(k<<<Self::grid(x.len()), BLOCK, 0, stream>>>(p, a, n)) },
+        )
+        .map_err(driver("cuLaunchKernel"))
     }
 
     /// `x[s * sample_len + j] <- a[s] x[...]`; `x.len() == a.len() * sample_len`, sample_len > 0.
@@ -108,8 +120,12 @@ impl ElementwiseKernels {
         // SAFETY: scale_per_sample(float*, const float*, u64, u64): x has n elements and a has
         // n / sample_len, the largest index i / sample_len reads.
         let k = self.function("scale_per_sample")?;
-        unsafe { launch!(k<<<Self::grid(x.len()), BLOCK, 0, stream>>>(p, f, s, n)) }
-            .map_err(driver("cuLaunchKernel"))
+        crate::profile::launch(
+            stream,
+            || format!("scale_per_sample n {n}"),
+            || unsafe { launch!(k<<<Self::grid(x.len()), BLOCK, 0, stream>>>(p, f, s, n)) },
+        )
+        .map_err(driver("cuLaunchKernel"))
     }
 
     /// x <- x + a.
@@ -117,8 +133,12 @@ impl ElementwiseKernels {
         let (p, n) = (x.as_device_ptr(), x.len() as u64);
         // SAFETY: add_scalar(float*, float, u64) over x's n elements.
         let k = self.function("add_scalar")?;
-        unsafe { launch!(k<<<Self::grid(x.len()), BLOCK, 0, stream>>>(p, a, n)) }
-            .map_err(driver("cuLaunchKernel"))
+        crate::profile::launch(
+            stream,
+            || format!("add_scalar n {n}"),
+            || unsafe { launch!(k<<<Self::grid(x.len()), BLOCK, 0, stream>>>(p, a, n)) },
+        )
+        .map_err(driver("cuLaunchKernel"))
     }
 
     /// y <- a x + b y (equal lengths).
@@ -134,8 +154,12 @@ impl ElementwiseKernels {
         let (py, px, n) = (y.as_device_ptr(), x.as_device_ptr(), y.len() as u64);
         // SAFETY: axpby(float*, const float*, float, float, u64), both of n elements.
         let k = self.function("axpby")?;
-        unsafe { launch!(k<<<Self::grid(y.len()), BLOCK, 0, stream>>>(py, px, a, b, n)) }
-            .map_err(driver("cuLaunchKernel"))
+        crate::profile::launch(
+            stream,
+            || format!("axpby n {n}"),
+            || unsafe { launch!(k<<<Self::grid(y.len()), BLOCK, 0, stream>>>(py, px, a, b, n)) },
+        )
+        .map_err(driver("cuLaunchKernel"))
     }
 
     /// y <- y * x element-wise (equal lengths).
@@ -149,8 +173,12 @@ impl ElementwiseKernels {
         let (py, px, n) = (y.as_device_ptr(), x.as_device_ptr(), y.len() as u64);
         // SAFETY: mul(float*, const float*, u64), both of n elements.
         let k = self.function("mul")?;
-        unsafe { launch!(k<<<Self::grid(y.len()), BLOCK, 0, stream>>>(py, px, n)) }
-            .map_err(driver("cuLaunchKernel"))
+        crate::profile::launch(
+            stream,
+            || format!("mul n {n}"),
+            || unsafe { launch!(k<<<Self::grid(y.len()), BLOCK, 0, stream>>>(py, px, n)) },
+        )
+        .map_err(driver("cuLaunchKernel"))
     }
 
     /// Sum of x * y in f64 by the deterministic two-stage reduction; waits for the stream.
@@ -169,14 +197,19 @@ impl ElementwiseKernels {
         // elements and one partial per block (blocks <= MAX_DOT_BLOCKS = partials' length);
         // sum_partials(const double*, u64, double*) reads those `blocks` partials and writes
         // total[0]. Both use BLOCK == DOT_THREADS threads, as their shared arrays require.
-        unsafe {
-            launch!(stage1<<<blocks, BLOCK, 0, stream>>>(px, py, n, partials))
-                .map_err(driver("cuLaunchKernel"))?;
-            launch!(stage2<<<1u32, BLOCK, 0, stream>>>(partials, count, total))
-                .map_err(driver("cuLaunchKernel"))?;
-        }
-        stream
-            .synchronize()
+        crate::profile::launch(
+            stream,
+            || format!("dot_partial n {n}"),
+            || unsafe { launch!(stage1<<<blocks, BLOCK, 0, stream>>>(px, py, n, partials)) },
+        )
+        .map_err(driver("cuLaunchKernel"))?;
+        crate::profile::launch(
+            stream,
+            || "sum_partials".into(),
+            || unsafe { launch!(stage2<<<1u32, BLOCK, 0, stream>>>(partials, count, total)) },
+        )
+        .map_err(driver("cuLaunchKernel"))?;
+        crate::profile::phase("wait for the stream (dot)", || stream.synchronize())
             .map_err(driver("cuStreamSynchronize"))?;
         let mut out = [0.0f64];
         cust::memory::CopyDestination::copy_to(&*self.total, &mut out[..])

@@ -34,6 +34,8 @@ mod kernels;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;
 #[cfg(feature = "cuda")]
+pub mod profile;
+#[cfg(feature = "cuda")]
 pub mod ptx_cache;
 #[cfg(feature = "cuda")]
 pub mod tensor;

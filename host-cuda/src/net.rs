@@ -333,7 +333,7 @@ impl<'a, O: Ops> Net<'a, O> {
             }
             enc.push(tapes);
             if l < levels - 1 {
-                let mut pooled = self.ops.zeros(n * x.c * x.hw() / 4)?;
+                let mut pooled = self.ops.scratch(n * x.c * x.hw() / 4)?;
                 self.ops.avg_pool(&x.buf, n * x.c, x.h, x.w, &mut pooled)?;
                 let next = Act {
                     buf: pooled,
@@ -368,7 +368,7 @@ impl<'a, O: Ops> Net<'a, O> {
                 dec[l].push(t);
             }
             if l > 0 {
-                let mut up = self.ops.zeros(4 * n * x.c * x.hw())?;
+                let mut up = self.ops.scratch(4 * n * x.c * x.hw())?;
                 self.ops.upsample(&x.buf, n * x.c, x.h, x.w, &mut up)?;
                 x = Act {
                     buf: up,
@@ -421,7 +421,7 @@ impl<'a, O: Ops> Net<'a, O> {
             if l > 0 {
                 // d is at level l-1's size; the block before the upsampling had cout channels.
                 let c = p.dec[l].last().expect("blocks >= 1").cout;
-                let mut small = self.ops.zeros(n * c * h * w)?;
+                let mut small = self.ops.scratch(n * c * h * w)?;
                 self.ops.upsample_backward(&d, n * c, h, w, &mut small)?;
                 d = small;
             }
@@ -446,7 +446,7 @@ impl<'a, O: Ops> Net<'a, O> {
             let c = p.enc[l].last().expect("blocks >= 1").cout;
             if l < levels - 1 {
                 let (h, w) = size(l);
-                let mut big = self.ops.zeros(n * c * h * w)?;
+                let mut big = self.ops.scratch(n * c * h * w)?;
                 self.ops.avg_pool_backward(&d, n * c, h, w, &mut big)?;
                 d = big;
                 dh = h * w;
@@ -475,10 +475,10 @@ impl<'a, O: Ops> Net<'a, O> {
         let pos_host = ambient_cpu::nn::embedding::positional(c_noise, p.cfg.ch);
         let pos = o.upload(pos_host.as_slice().expect("standard layout"))?;
         let h1 = self.linear(&p.fc1, params, &pos, n)?;
-        let mut a1 = o.zeros(o.len(&h1))?;
+        let mut a1 = o.scratch(o.len(&h1))?;
         o.silu(&h1, &mut a1)?;
         let h2 = self.linear(&p.fc2, params, &a1, n)?;
-        let mut emb = o.zeros(o.len(&h2))?;
+        let mut emb = o.scratch(o.len(&h2))?;
         o.silu(&h2, &mut emb)?;
         Ok((emb, EmbTape { pos, h1, a1, h2 }))
     }
@@ -492,10 +492,10 @@ impl<'a, O: Ops> Net<'a, O> {
         grads: &mut O::Buf,
     ) -> Result<(), OpsError> {
         let (p, o) = (self.plan, self.ops);
-        let mut d_h2 = o.zeros(o.len(d_emb))?;
+        let mut d_h2 = o.scratch(o.len(d_emb))?;
         o.silu_backward(&t.h2, d_emb, &mut d_h2)?;
         let d_a1 = self.linear_backward(&p.fc2, params, &t.a1, &d_h2, n, grads, true)?;
-        let mut d_h1 = o.zeros(o.len(&d_a1))?;
+        let mut d_h1 = o.scratch(o.len(&d_a1))?;
         o.silu_backward(&t.h1, &d_a1, &mut d_h1)?;
         self.linear_backward(&p.fc1, params, &t.pos, &d_h1, n, grads, false)?;
         Ok(())
@@ -509,7 +509,7 @@ impl<'a, O: Ops> Net<'a, O> {
         x: &O::Buf,
         n: usize,
     ) -> Result<O::Buf, OpsError> {
-        let mut y = self.ops.zeros(n * l.fout)?;
+        let mut y = self.ops.scratch(n * l.fout)?;
         let g = Gemm {
             b_off: l.w_off,
             ..Gemm::new(n, l.fout, l.fin, false, true)
@@ -543,7 +543,7 @@ impl<'a, O: Ops> Net<'a, O> {
         if !want_dx {
             return o.zeros(0);
         }
-        let mut dx = o.zeros(n * l.fin)?;
+        let mut dx = o.scratch(n * l.fin)?;
         let gx = Gemm {
             b_off: l.w_off,
             ..Gemm::new(n, l.fin, l.fout, false, false)
@@ -563,7 +563,7 @@ impl<'a, O: Ops> Net<'a, O> {
         let o = self.ops;
         let g = self.plan.cfg.groups;
         let len = n * x.c * x.hw();
-        let (mut out, mut xhat, mut rstd) = (o.zeros(len)?, o.zeros(len)?, o.zeros(n * g)?);
+        let (mut out, mut xhat, mut rstd) = (o.scratch(len)?, o.scratch(len)?, o.scratch(n * g)?);
         o.group_norm_forward(
             &x.buf,
             n,
@@ -602,7 +602,7 @@ impl<'a, O: Ops> Net<'a, O> {
         let g = self.plan.cfg.groups;
         let len = o.len(d);
         let hw = len / (n * nm.c);
-        let (mut dx, mut sums) = (o.zeros(len)?, o.zeros(2 * n * nm.c)?);
+        let (mut dx, mut sums) = (o.scratch(len)?, o.scratch(2 * n * nm.c)?);
         o.group_norm_backward(
             d,
             &t.xhat,
@@ -633,7 +633,7 @@ impl<'a, O: Ops> Net<'a, O> {
         let o = self.ops;
         let hw = x.hw();
         let kd = cv.cin * cv.k * cv.k;
-        let mut z = o.zeros(n * 2 * cv.cout * hw)?;
+        let mut z = o.scratch(n * 2 * cv.cout * hw)?;
         let g = Gemm {
             batch: n,
             a_off: cv.w_off,
@@ -644,11 +644,11 @@ impl<'a, O: Ops> Net<'a, O> {
         if cv.k == 1 {
             o.gemm(&g, params, &x.buf, &mut z)?;
         } else {
-            let mut col = o.zeros(n * kd * hw)?;
+            let mut col = o.scratch(n * kd * hw)?;
             o.im2col(&x.buf, n, cv.cin, x.h, x.w, cv.k, &mut col)?;
             o.gemm(&g, params, &col, &mut z)?;
         }
-        let mut out = o.zeros(n * cv.cout * hw)?;
+        let mut out = o.scratch(n * cv.cout * hw)?;
         o.gated_forward(&mut z, n, cv.cout, hw, params, cv.bias_off, &mut out)?;
         let (h, w) = (x.h, x.w);
         Ok((
@@ -675,10 +675,10 @@ impl<'a, O: Ops> Net<'a, O> {
         let o = self.ops;
         let (hw, cout) = (t.x.hw(), cv.cout);
         let kd = cv.cin * cv.k * cv.k;
-        let mut dz = o.zeros(n * 2 * cout * hw)?;
+        let mut dz = o.scratch(n * 2 * cout * hw)?;
         o.gated_backward(d_out, &t.z, n, cout, hw, &mut dz)?;
         drop(t.z);
-        let mut db = o.zeros(n * cout)?;
+        let mut db = o.scratch(n * cout)?;
         o.sum_planes(d_out, n * cout, hw, &mut db)?;
         o.add_column_sums(&db, n, cout, grads, cv.bias_off)?;
         // dWst += sum_i dz_i col_i^T: [2cout, hw] x [hw, kd].
@@ -699,17 +699,17 @@ impl<'a, O: Ops> Net<'a, O> {
             c_stride: kd * hw,
             ..Gemm::new(kd, hw, 2 * cout, true, false)
         };
-        let mut dcol = o.zeros(n * kd * hw)?;
+        let mut dcol = o.scratch(n * kd * hw)?;
         o.gemm(&gx, params, &dz, &mut dcol)?;
         if cv.k == 1 {
             o.gemm(&gw, &dz, &t.x.buf, grads)?;
             return Ok(dcol);
         }
-        let mut col = o.zeros(n * kd * hw)?;
+        let mut col = o.scratch(n * kd * hw)?;
         o.im2col(&t.x.buf, n, cv.cin, t.x.h, t.x.w, cv.k, &mut col)?;
         o.gemm(&gw, &dz, &col, grads)?;
         drop(col);
-        let mut dx = o.zeros(n * cv.cin * hw)?;
+        let mut dx = o.scratch(n * cv.cin * hw)?;
         o.col2im(&dcol, n, cv.cin, t.x.h, t.x.w, cv.k, &mut dx)?;
         Ok(dx)
     }
@@ -776,7 +776,7 @@ impl<'a, O: Ops> Net<'a, O> {
         let d_a2 = self.conv_backward(&b.conv2, params, t.c2, &d, n, grads)?;
         let d_h = self.norm_backward(&b.norm2, params, &t.n2, &d_a2, n, grads)?;
         drop(d_a2);
-        let mut d_e = o.zeros(n * b.cout)?;
+        let mut d_e = o.scratch(n * b.cout)?;
         o.sum_planes(&d_h, n * b.cout, hw, &mut d_e)?;
         let ep = &b.emb_proj;
         let gw = Gemm {
@@ -811,7 +811,7 @@ impl<'a, O: Ops> Net<'a, O> {
         let o = self.ops;
         let hw = a.hw();
         let c = a.c + b.c;
-        let mut out = o.zeros(n * c * hw)?;
+        let mut out = o.scratch(n * c * hw)?;
         o.copy_rows(n, a.c * hw, &a.buf, 0, a.c * hw, &mut out, 0, c * hw)?;
         o.copy_rows(n, b.c * hw, &b.buf, 0, b.c * hw, &mut out, a.c * hw, c * hw)?;
         Ok(Act {
@@ -833,7 +833,7 @@ impl<'a, O: Ops> Net<'a, O> {
     ) -> Result<(O::Buf, O::Buf), OpsError> {
         let o = self.ops;
         let c = ca + cb;
-        let (mut da, mut db) = (o.zeros(n * ca * hw)?, o.zeros(n * cb * hw)?);
+        let (mut da, mut db) = (o.scratch(n * ca * hw)?, o.scratch(n * cb * hw)?);
         o.copy_rows(n, ca * hw, d, 0, c * hw, &mut da, 0, ca * hw)?;
         o.copy_rows(n, cb * hw, d, ca * hw, c * hw, &mut db, 0, cb * hw)?;
         Ok((da, db))

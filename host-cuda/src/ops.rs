@@ -101,6 +101,10 @@ pub trait Ops {
 
     /// A zero-filled buffer of `len` elements.
     fn zeros(&self, len: usize) -> Result<Self::Buf, OpsError>;
+    /// A buffer of `len` elements whose values are unspecified: only for an output that the
+    /// next operation writes in full (a SGEMM with beta = 0, im2col, an epilogue). RefOps fills
+    /// it with NaN, so a use that reads an unwritten element shows in every RefOps test.
+    fn scratch(&self, len: usize) -> Result<Self::Buf, OpsError>;
     /// A buffer holding `data`.
     fn upload(&self, data: &[f32]) -> Result<Self::Buf, OpsError>;
     /// The buffer's values (after every queued operation).

@@ -25,6 +25,9 @@ impl Ops for RefOps {
     fn zeros(&self, len: usize) -> Result<Vec<f32>, OpsError> {
         Ok(vec![0.0; len])
     }
+    fn scratch(&self, len: usize) -> Result<Vec<f32>, OpsError> {
+        Ok(vec![f32::NAN; len])
+    }
     fn upload(&self, data: &[f32]) -> Result<Vec<f32>, OpsError> {
         Ok(data.to_vec())
     }

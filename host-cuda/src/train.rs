@@ -12,13 +12,37 @@ use crate::ops::{AdamStep, Ops, OpsError};
 use ambient_core::AmbientRng;
 use ambient_cpu::io::dataset::CorruptedDataset;
 use ambient_cpu::params::ParamStore;
-use ambient_cpu::train::{draw_batch, StepStats, TrainOptions, Trainer};
+use ambient_cpu::train::{draw_batch, Batch, StepStats, TrainOptions, Trainer};
+
+/// A batch drawn ahead of its step.
+struct Prefetched {
+    batch: Batch,
+    rng_after: AmbientRng,
+    data: DataId,
+}
+
+/// Which dataset a batch came from: its address and its measurements' (a step given another
+/// dataset draws afresh).
+type DataId = (usize, usize, usize);
+
+fn data_id(data: &CorruptedDataset) -> DataId {
+    (
+        data as *const CorruptedDataset as usize,
+        data.measurements.as_ptr() as usize,
+        data.measurements.len(),
+    )
+}
 
 /// A training run whose tensors live in `O`'s buffers (dropped before `ops`, declared last).
 pub struct DeviceTrainer<O: Ops> {
     pub plan: NetPlan,
     pub opts: TrainOptions,
+    /// The generator's state before the next step's batch: what a checkpoint stores (a batch
+    /// drawn ahead of time keeps its own state in `next`).
     pub rng: AmbientRng,
+    /// The next step's batch, drawn on the host while the device runs this step's backward
+    /// pass, with the generator's state after drawing it and the dataset it was drawn from.
+    next: Option<Prefetched>,
     pub step: u64,
     /// Adam's step count.
     pub t: u64,
@@ -62,6 +86,7 @@ impl<O: Ops> DeviceTrainer<O> {
             ops,
             opts: cpu.opts.clone(),
             rng: cpu.rng.clone(),
+            next: None,
             step: cpu.step,
             t: cpu.adam.t,
             weights,
@@ -88,10 +113,18 @@ impl<O: Ops> DeviceTrainer<O> {
     /// One training step on a batch drawn from `data` (checked with host-cpu's
     /// `Trainer::check_data`).
     pub fn train_step(&mut self, data: &CorruptedDataset) -> Result<StepStats, OpsError> {
+        // host-cpu's batch drawing, call for call, so a seed gives the CPU's batches and masks;
+        // drawn during the previous step when that step had the same dataset.
+        let b = match self.next.take() {
+            Some(p) if p.data == data_id(data) => {
+                self.rng = p.rng_after;
+                p.batch
+            }
+            _ => {
+                draw_batch(&mut self.rng, &self.opts, data, self.step).map_err(OpsError::Invalid)?
+            }
+        };
         let o = &self.ops;
-        // host-cpu's batch drawing, call for call, so a seed gives the CPU's batches and masks.
-        let b =
-            draw_batch(&mut self.rng, &self.opts, data, self.step).map_err(OpsError::Invalid)?;
         let (n, h, w) = (self.opts.batch, data.h, data.w);
         let chw = data.image_len();
         let sd = self.plan.cfg.sigma_data;
@@ -123,6 +156,16 @@ impl<O: Ops> DeviceTrainer<O> {
         o.scale(&mut grad, 2.0 / n as f32)?;
         o.fill(&mut self.grads, 0.0)?;
         denoise_backward(&net, &self.weights, tape, &at, &grad, &mut self.grads)?;
+        // The backward pass is queued: draw the next batch while the device runs it. A failed
+        // draw is left for the next step to make and report.
+        let mut rng_after = self.rng.clone();
+        self.next = draw_batch(&mut rng_after, &self.opts, data, self.step + 1)
+            .ok()
+            .map(|batch| Prefetched {
+                batch,
+                rng_after,
+                data: data_id(data),
+            });
         let grad_norm = o.dot(&self.grads, &self.grads)?.sqrt();
         if !grad_norm.is_finite() {
             return Err(OpsError::NonFinite("gradient; the step was skipped"));

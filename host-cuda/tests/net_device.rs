@@ -342,3 +342,72 @@ fn bench_batch256_training_memory_and_leak() {
         1e3 * secs / calls as f64
     );
 }
+
+/// Where a training step and a network call spend their time (profile.rs): GPU time per kernel
+/// and shape over a few steps at batch 256 of the spec configuration, the host's phases, and
+/// the wall time against the GPU's busy time; then the host's batch drawing alone. Prints
+/// only (a diagnosis, not a check); on the CPU emulator it runs at batch 4 so the profiler's
+/// path is exercised in CI. Ignored unless asked for, like the bench.
+#[test]
+#[ignore]
+fn profile_training_step_and_network_call() {
+    let Some(gpu) = gpu_or_skip("profile_training_step_and_network_call") else {
+        return;
+    };
+    let (batch, steps) = if is_cpu_emulator(&gpu) {
+        (4, 1)
+    } else {
+        (256, 5)
+    };
+    let ops = CudaOps::new(gpu, &PtxCache::default_location()).unwrap();
+    let data = blob_dataset(1024, 28, 1);
+    let cpu = ambient_trainer(UNetConfig::spec_mnist(), batch, 1);
+    let mut dev = DeviceTrainer::from_cpu(ops, &cpu).unwrap();
+    for _ in 0..3 {
+        dev.train_step(&data).unwrap();
+    }
+    dev.ops.synchronize().unwrap();
+    ambient_cuda::profile::start();
+    for _ in 0..steps {
+        dev.train_step(&data).unwrap();
+    }
+    dev.ops.synchronize().unwrap();
+    let report = ambient_cuda::profile::finish(40).expect("recording");
+    println!("PROFILE {steps} training steps at batch {batch}:\n{report}");
+    assert!(report.contains("sgemm"), "no GPU time recorded:\n{report}");
+
+    let mut rng = dev.rng.clone();
+    let t = std::time::Instant::now();
+    for i in 0..steps {
+        ambient_cpu::train::draw_batch(&mut rng, &dev.opts, &data, i as u64).unwrap();
+    }
+    println!(
+        "PROFILE host draw_batch at batch {batch}: {:.3} ms per step",
+        1e3 * t.elapsed().as_secs_f64() / steps as f64
+    );
+
+    let plan = NetPlan::new(&UNetConfig::spec_mnist()).unwrap();
+    let mut den = ambient_cuda::infer::CudaDenoiser::new(&dev.ops, &plan, &cpu.weights).unwrap();
+    let shape = ambient_core::tensor::Shape {
+        n: batch,
+        c: 1,
+        h: 28,
+        w: 28,
+    };
+    let y =
+        ambient_cuda::CudaTensor::from_host(&dev.ops.gpu, shape, &data.measurements[..batch * 784])
+            .unwrap();
+    let m = ambient_cuda::CudaTensor::from_host(&dev.ops.gpu, shape, &data.masks[..batch * 784])
+        .unwrap();
+    let mut out = ambient_cuda::CudaTensor::zeros(&dev.ops.gpu, shape).unwrap();
+    use ambient_core::Denoiser;
+    den.denoise(&y, &m, 0.1, &mut out).unwrap();
+    dev.ops.synchronize().unwrap();
+    ambient_cuda::profile::start();
+    for _ in 0..steps {
+        den.denoise(&y, &m, 0.1, &mut out).unwrap();
+    }
+    dev.ops.synchronize().unwrap();
+    let report = ambient_cuda::profile::finish(25).expect("recording");
+    println!("PROFILE {steps} network calls at batch {batch}:\n{report}");
+}

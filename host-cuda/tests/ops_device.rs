@@ -23,7 +23,7 @@
 mod common;
 
 use ambient_core::AmbientRng;
-use ambient_cuda::cuda_ops::CudaOps;
+use ambient_cuda::cuda_ops::{CudaOps, GEMM_TILES};
 use ambient_cuda::ops::{AdamStep, Gemm, Ops, SampleCoefs};
 use ambient_cuda::ptx_cache::PtxCache;
 use ambient_cuda::ref_ops::RefOps;
@@ -114,34 +114,43 @@ fn sgemm_matches_ref_bit_for_bit_on_ragged_batched_shapes() {
     let Some(cuda) = cuda_or_skip("sgemm_matches_ref_bit_for_bit_on_ragged_batched_shapes") else {
         return;
     };
-    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-        for (m, n, k, batch, beta) in [
-            (67, 130, 37, 3, 0.3),
-            (1, 5, 200, 2, 0.0),
-            (129, 1, 17, 1, 1.0),
-            (64, 64, 16, 2, 0.0),
-        ] {
-            let g = Gemm {
-                alpha: 0.7,
-                beta,
-                batch,
-                a_off: 5,
-                a_stride: m * k + 11,
-                b_off: 7,
-                b_stride: k * n + 3,
-                c_off: 2,
-                c_stride: m * n + 4,
-                ..Gemm::new(m, n, k, ta, tb)
-            };
-            let want = gemm_case(&RefOps, &g, 10, false);
-            let got = gemm_case(&cuda, &g, 10, false);
-            bits_equal(
-                &format!("sgemm {m}x{n}x{k} batch {batch} ta {ta} tb {tb} beta {beta}"),
-                &got,
-                &want,
-            );
+    // Every tile of gemm.cu on every case (each computes every output the same way).
+    for (tile, t) in GEMM_TILES.iter().enumerate() {
+        cuda.force_gemm_tile(Some(tile));
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (m, n, k, batch, beta) in [
+                (67, 130, 37, 3, 0.3),
+                (1, 5, 200, 2, 0.0),
+                (129, 1, 17, 1, 1.0),
+                (64, 64, 16, 2, 0.0),
+                (130, 260, 33, 2, 0.0),
+            ] {
+                let g = Gemm {
+                    alpha: 0.7,
+                    beta,
+                    batch,
+                    a_off: 5,
+                    a_stride: m * k + 11,
+                    b_off: 7,
+                    b_stride: k * n + 3,
+                    c_off: 2,
+                    c_stride: m * n + 4,
+                    ..Gemm::new(m, n, k, ta, tb)
+                };
+                let want = gemm_case(&RefOps, &g, 10, false);
+                let got = gemm_case(&cuda, &g, 10, false);
+                bits_equal(
+                    &format!(
+                        "{} sgemm {m}x{n}x{k} batch {batch} ta {ta} tb {tb} beta {beta}",
+                        t.entry
+                    ),
+                    &got,
+                    &want,
+                );
+            }
         }
     }
+    cuda.force_gemm_tile(None);
 }
 
 #[test]
@@ -149,11 +158,17 @@ fn batch_summing_sgemm_is_within_the_summation_bound() {
     let Some(cuda) = cuda_or_skip("batch_summing_sgemm_is_within_the_summation_bound") else {
         return;
     };
-    for (m, n, k, batch, ta, tb) in [
+    for (tile, (m, n, k, batch, ta, tb)) in [
         (18, 27, 49, 5, false, true),
         (70, 33, 100, 37, false, true),
         (10, 65, 3, 70, true, false),
-    ] {
+        (130, 200, 20, 40, false, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Each case on another tile (their slice counts differ).
+        cuda.force_gemm_tile(Some(tile % GEMM_TILES.len()));
         let g = Gemm {
             beta: 1.0,
             batch,
@@ -189,8 +204,12 @@ fn batch_summing_sgemm_is_within_the_summation_bound() {
                 "sum_batch {m}x{n}x{k} batch {batch}: element {i}: {d:e} > {allowed:e}"
             );
         }
-        println!("batch-summing sgemm {m}x{n}x{k} batch {batch}: worst difference {worst:.3} of its bound");
+        println!(
+            "batch-summing sgemm {m}x{n}x{k} batch {batch} ({}): worst difference {worst:.3} of its bound",
+            GEMM_TILES[tile % GEMM_TILES.len()].entry
+        );
     }
+    cuda.force_gemm_tile(None);
 }
 
 #[test]
@@ -430,4 +449,84 @@ fn denoiser_loss_and_adam_kernels_match_ref_bit_for_bit() {
             outs
         }
     );
+}
+
+/// Milliseconds per SGEMM for every tile of gemm.cu on the products of the spec network at
+/// batch 256 (forward, input gradient, batch-summed weight gradient of the 3x3 convolutions),
+/// beside the tile `gemm_tile` picks: the evidence for that choice. Device only; prints.
+#[test]
+#[ignore]
+fn bench_sgemm_tiles_on_the_network_products() {
+    let Some(cuda) = cuda_or_skip("bench_sgemm_tiles_on_the_network_products") else {
+        return;
+    };
+    if common::is_cpu_emulator(&cuda.gpu) {
+        println!("ambient CPU emulator: skipping bench_sgemm_tiles_on_the_network_products");
+        return;
+    }
+    let batch = 256;
+    // (cout, cin, hw): the spec network's 3x3 convolutions (cin = 96, 192: decoder concats).
+    let convs = [
+        (32, 32, 784),
+        (32, 96, 784),
+        (64, 64, 196),
+        (64, 128, 196),
+        (64, 64, 49),
+        (64, 128, 49),
+    ];
+    let mut products = Vec::new();
+    for (cout, cin, hw) in convs {
+        let (m2, kd) = (2 * cout, cin * 9);
+        products.push(Gemm {
+            batch,
+            b_stride: kd * hw,
+            c_stride: m2 * hw,
+            ..Gemm::new(m2, hw, kd, false, false)
+        });
+        products.push(Gemm {
+            batch,
+            b_stride: m2 * hw,
+            c_stride: kd * hw,
+            ..Gemm::new(kd, hw, m2, true, false)
+        });
+        products.push(Gemm {
+            batch,
+            a_stride: m2 * hw,
+            b_stride: kd * hw,
+            beta: 1.0,
+            sum_batch: true,
+            ..Gemm::new(m2, kd, hw, false, true)
+        });
+    }
+    let chosen = |g: &Gemm| GEMM_TILES[ambient_cuda::cuda_ops::gemm_tile(g.m, g.n, g.k)].entry;
+    for g in &products {
+        let (ea, eb, ec) = g.extents();
+        let a = cuda.upload(&random(1, ea, 1.0)).unwrap();
+        let b = cuda.upload(&random(2, eb, 1.0)).unwrap();
+        let mut c = cuda.zeros(ec).unwrap();
+        let mut line = format!(
+            "TILES m{} n{} k{}{}{}{}:",
+            g.m,
+            g.n,
+            g.k,
+            if g.sum_batch { " batch-sum" } else { "" },
+            if g.ta { " ta" } else { "" },
+            if g.tb { " tb" } else { "" }
+        );
+        for (i, t) in GEMM_TILES.iter().enumerate() {
+            cuda.force_gemm_tile(Some(i));
+            cuda.gemm(g, &a, &b, &mut c).unwrap();
+            cuda.synchronize().unwrap();
+            let reps = 10;
+            let start = std::time::Instant::now();
+            for _ in 0..reps {
+                cuda.gemm(g, &a, &b, &mut c).unwrap();
+            }
+            cuda.synchronize().unwrap();
+            let ms = 1e3 * start.elapsed().as_secs_f64() / reps as f64;
+            line.push_str(&format!(" {} {ms:.3}", t.entry));
+        }
+        cuda.force_gemm_tile(None);
+        println!("{line}; chosen {}", chosen(g));
+    }
 }
