@@ -4,12 +4,9 @@
 //! ONNX Runtime (benches/compare_pytorch.py) on the same cores.
 
 use ambient_core::int8::model::Int8Model;
-use ambient_core::AmbientRng;
 use ambient_cpu::config::{CorruptionMeta, UNetConfig};
-use ambient_cpu::corrupt::{corrupt_dataset, CorruptionKind};
 use ambient_cpu::denoiser::denoise;
 use ambient_cpu::frozen::FrozenParams;
-use ambient_cpu::init::init_params;
 use ambient_cpu::io::dataset::CorruptedDataset;
 use ambient_cpu::io::weights::load_weights;
 use ambient_cpu::quantize::aligned_copy;
@@ -20,37 +17,8 @@ use ambient_cpu::unet::UNet;
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::Array4;
 
-/// Random "images" of the spec size, corrupted at p = 0.8 (speed does not depend on content).
-fn data(n: usize) -> CorruptedDataset {
-    let mut rng = AmbientRng::new(5);
-    let mut px = vec![0.0f32; n * 784];
-    px.iter_mut().for_each(|v| *v = rng.uniform() * 2.0 - 1.0);
-    let clean = CorruptedDataset {
-        n,
-        c: 1,
-        h: 28,
-        w: 28,
-        measurements: px,
-        masks: vec![1.0; n * 784],
-        meta: None,
-    };
-    corrupt_dataset(&clean, CorruptionKind::Random { p: 0.8 }, 1).expect("corrupt")
-}
-
-/// Weights as after some training: conv2 / out_conv non-zero (zeros would not change the cost,
-/// but keep the comparison honest).
-fn trained_like(cfg: &UNetConfig) -> ambient_cpu::params::ParamStore {
-    let mut rng = AmbientRng::new(9);
-    let mut p = init_params(cfg, &mut rng);
-    for t in p.params.iter_mut() {
-        if t.name.ends_with("conv2.weight") || t.name == "out_conv.weight" {
-            t.data
-                .iter_mut()
-                .for_each(|v| *v = (rng.uniform() - 0.5) * 0.1);
-        }
-    }
-    p
-}
+mod fixtures;
+use fixtures::{data, trained_like};
 
 fn bench(c: &mut Criterion) {
     let cfg = UNetConfig::spec_mnist();
