@@ -297,6 +297,46 @@ macro_rules! run {
     }};
 }
 
+impl CudaOps {
+    /// im2col (x -> col) or col2im (col -> x) of n images of c planes of h x w pixels with a
+    /// k x k window, launched on runs of whole images (`image_runs`): the two kernels take the
+    /// same arguments, (source, planes, h, w, k, destination).
+    #[allow(clippy::too_many_arguments)]
+    fn window_pass(
+        &self,
+        name: &'static str,
+        src: &GpuBuf,
+        dst: &mut GpuBuf,
+        n: usize,
+        c: usize,
+        (h, w): (usize, usize),
+        k: usize,
+    ) -> std::result::Result<(), OpsError> {
+        let (image, col) = (c * h * w, c * k * k * h * w);
+        let (src_per, dst_per) = if name == "im2col" {
+            (image, col)
+        } else {
+            (col, image)
+        };
+        src.whole(n * src_per, name);
+        dst.whole(n * dst_per, name);
+        for (i0, count) in image_runs(n, col)? {
+            let ps = src.at(i0 * src_per, count * src_per, name);
+            let pd = dst.at(i0 * dst_per, count * dst_per, name);
+            let planes = (count * c) as u32;
+            run!(
+                self,
+                "conv" / (name),
+                key = format!("{name} {n}x{c}x{h}x{w} k{k}"),
+                Self::grid(count * c * h * w),
+                BLOCK,
+                (ps, planes, h as u32, w as u32, k as u32, pd)
+            )?;
+        }
+        Ok(())
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 impl Ops for CudaOps {
     type Buf = GpuBuf;
@@ -540,23 +580,7 @@ impl Ops for CudaOps {
         k: usize,
         col: &mut GpuBuf,
     ) -> std::result::Result<(), OpsError> {
-        let (hw, kk2) = (h * w, k * k);
-        x.whole(n * c * hw, "im2col x");
-        col.whole(n * c * kk2 * hw, "im2col col");
-        for (i0, count) in image_runs(n, c * kk2 * hw)? {
-            let px = x.at(i0 * c * hw, count * c * hw, "im2col x");
-            let pc = col.at(i0 * c * kk2 * hw, count * c * kk2 * hw, "im2col col");
-            let planes = (count * c) as u32;
-            run!(
-                self,
-                "conv" / "im2col",
-                key = format!("im2col {n}x{c}x{h}x{w} k{k}"),
-                Self::grid(count * c * hw),
-                BLOCK,
-                (px, planes, h as u32, w as u32, k as u32, pc)
-            )?;
-        }
-        Ok(())
+        self.window_pass("im2col", x, col, n, c, (h, w), k)
     }
 
     fn col2im(
@@ -569,23 +593,7 @@ impl Ops for CudaOps {
         k: usize,
         dx: &mut GpuBuf,
     ) -> std::result::Result<(), OpsError> {
-        let (hw, kk2) = (h * w, k * k);
-        dcol.whole(n * c * kk2 * hw, "col2im dcol");
-        dx.whole(n * c * hw, "col2im dx");
-        for (i0, count) in image_runs(n, c * kk2 * hw)? {
-            let pc = dcol.at(i0 * c * kk2 * hw, count * c * kk2 * hw, "col2im dcol");
-            let px = dx.at(i0 * c * hw, count * c * hw, "col2im dx");
-            let planes = (count * c) as u32;
-            run!(
-                self,
-                "conv" / "col2im",
-                key = format!("col2im {n}x{c}x{h}x{w} k{k}"),
-                Self::grid(count * c * hw),
-                BLOCK,
-                (pc, planes, h as u32, w as u32, k as u32, px)
-            )?;
-        }
-        Ok(())
+        self.window_pass("col2im", dcol, dx, n, c, (h, w), k)
     }
 
     fn gated_forward(
