@@ -59,3 +59,20 @@ fn ref_trainer_follows_host_cpu_trainer() {
     assert!(rel_err(&flat(&init.weights), &flat(&cpu.weights)) > 1e-3);
     assert_eq!((back.step, back.adam.t), (cpu.step, cpu.adam.t));
 }
+
+/// The device trainer draws each step's batch during the previous step; a step given another
+/// dataset than that step's must draw afresh from the generator state a checkpoint would hold,
+/// as host-cpu's trainer does.
+#[test]
+fn a_step_on_another_dataset_draws_its_own_batch() {
+    let (first, second) = (blob_dataset(16, 8, 5), blob_dataset(16, 8, 6));
+    let mut cpu = ambient_trainer(tiny_config(), 6, 3);
+    let mut dev = DeviceTrainer::from_cpu(RefOps, &cpu).unwrap();
+    for data in [&first, &second, &second, &first] {
+        let a = cpu.train_step(data).unwrap();
+        let b = dev.train_step(data).unwrap();
+        let e = ((a.loss - b.loss) / a.loss).abs() as f64;
+        assert!(e < LOSS_TOL, "loss differs at step {}: {e:e}", a.step);
+        assert_eq!(cpu.rng, dev.rng, "generator state after step {}", a.step);
+    }
+}
