@@ -514,6 +514,19 @@ impl Ops for CudaOps {
                 chunk as i32,
             )
         };
+        // The profiler's name for this product (profile.rs).
+        let shape = || {
+            let t = |on: bool, s: &'static str| if on { s } else { "" };
+            format!(
+                "{} m{} n{} k{}{}{}",
+                tile.entry,
+                g.m,
+                g.n,
+                g.k,
+                t(g.ta, " ta"),
+                t(g.tb, " tb")
+            )
+        };
         if !g.sum_batch || g.batch == 1 {
             let (m, n, k, ta, tb, al, be, sa, sb, sc, bt, ch) =
                 args(g.alpha, g.beta, g.c_stride, 1);
@@ -521,16 +534,7 @@ impl Ops for CudaOps {
             return run!(
                 self,
                 "gemm" / (tile.entry),
-                key = format!(
-                    "{} m{} n{} k{} batch {}{}{}",
-                    tile.entry,
-                    g.m,
-                    g.n,
-                    g.k,
-                    g.batch,
-                    if g.ta { " ta" } else { "" },
-                    if g.tb { " tb" } else { "" }
-                ),
+                key = format!("{} batch {}", shape(), g.batch),
                 (gx, gy, z),
                 256u32,
                 (pa, pb, pc, m, n, k, ta, tb, al, be, sa, sb, sc, bt, ch)
@@ -547,16 +551,7 @@ impl Ops for CudaOps {
         run!(
             self,
             "gemm" / (tile.entry),
-            key = format!(
-                "{} m{} n{} k{} batch-sum {} in {slices}{}{}",
-                tile.entry,
-                g.m,
-                g.n,
-                g.k,
-                g.batch,
-                if g.ta { " ta" } else { "" },
-                if g.tb { " tb" } else { "" }
-            ),
+            key = format!("{} batch-sum {} in {slices}", shape(), g.batch),
             (gx, gy, slices as u32),
             256u32,
             (pa, pb, pp, m, n, k, ta, tb, al, be, sa, sb, sc, bt, ch)
