@@ -21,6 +21,8 @@ mod fixtures;
 use fixtures::{data, trained_like};
 
 fn bench(c: &mut Criterion) {
+    // As the `ambient` command runs (src/main.rs).
+    ambient_cpu::malloc_tuning::keep_freed_memory();
     let cfg = UNetConfig::spec_mnist();
     let ds = data(512);
     let meta = CorruptionMeta {

@@ -15,6 +15,8 @@ mod fixtures;
 use fixtures::{data, trained_like};
 
 fn main() {
+    // As the `ambient` command runs (src/main.rs).
+    ambient_cpu::malloc_tuning::keep_freed_memory();
     // `cargo bench` passes --bench (and any filter); the block count comes from BLOCKS.
     let n_blocks: usize = std::env::var("BLOCKS")
         .ok()

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod frozen;
 pub mod init;
 pub mod io;
+pub mod malloc_tuning;
 pub mod metrics;
 pub mod nn;
 pub mod optim;
