@@ -12,7 +12,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Instant;
 
-#[derive(Default)]
 struct Profiler {
     /// (kernel and shape, start event, end event), in launch order.
     launches: Vec<(String, Event, Event)>,
@@ -20,7 +19,7 @@ struct Profiler {
     phases: HashMap<&'static str, (u64, f64)>,
     /// Event creation or recording failed: the report says so instead of guessing.
     broken: Option<String>,
-    since: Option<Instant>,
+    since: Instant,
 }
 
 thread_local! {
@@ -31,8 +30,10 @@ thread_local! {
 pub fn start() {
     PROFILE.with(|p| {
         *p.borrow_mut() = Some(Profiler {
-            since: Some(Instant::now()),
-            ..Default::default()
+            launches: Vec::new(),
+            phases: HashMap::new(),
+            broken: None,
+            since: Instant::now(),
         })
     });
 }
@@ -95,18 +96,16 @@ pub fn phase<R>(name: &'static str, f: impl FnOnce() -> R) -> R {
 /// last event. `None` when nothing was recording.
 pub fn finish(top: usize) -> Option<String> {
     let p = PROFILE.with(|p| p.borrow_mut().take())?;
-    let wall = p
-        .since
-        .map(|t| t.elapsed().as_secs_f64() * 1e3)
-        .unwrap_or(0.0);
-    let mut out = String::new();
-    if let Some(e) = &p.broken {
-        out.push_str(&format!("profile incomplete: {e}\n"));
-    }
     if let Some((_, _, last)) = p.launches.last() {
         if let Err(e) = last.synchronize() {
             return Some(format!("profile: cuEventSynchronize failed: {e}\n"));
         }
+    }
+    // Wall time up to the last launch's end, whether or not the caller waited for it.
+    let wall = p.since.elapsed().as_secs_f64() * 1e3;
+    let mut out = String::new();
+    if let Some(e) = &p.broken {
+        out.push_str(&format!("profile incomplete: {e}\n"));
     }
     let mut by_key: HashMap<&str, (u64, f64)> = HashMap::new();
     let mut busy = 0.0f64;
