@@ -31,8 +31,10 @@ pub struct GatedConv {
     weight: usize,
     gate: usize,
     bias: usize,
-    /// The forward pass's Winograd filters, [`WinogradFilter::gated`] of the parameters.
+    /// The forward pass's Winograd filters, [`WinogradFilter::gated`] of the parameters:
+    /// taps only for fewer samples than workers (a restoration), whole for batches.
     forward_filters: FilterCache,
+    forward_whole: FilterCache,
     /// The input gradient's, [`WinogradFilter::adjoint`] of the stacked parameters.
     adjoint_filters: FilterCache,
 }
@@ -66,6 +68,7 @@ impl GatedConv {
             gate: param_index(layout, &format!("{prefix}.gate"), &w)?,
             bias: param_index(layout, &format!("{prefix}.bias"), &[cout])?,
             forward_filters: FilterCache::default(),
+            forward_whole: FilterCache::default(),
             adjoint_filters: FilterCache::default(),
         })
     }
@@ -183,8 +186,14 @@ impl GatedConv {
             &params.params[self.gate].data,
         );
         let wino = winograd::suits(k, h, w, 2 * cout, cin).then(|| {
-            self.forward_filters.get(&[wt, gt], frozen_id(params), || {
-                WinogradFilter::gated(wt, gt, cout, cin)
+            // Either gives the same products; the whole transform pays off over many tiles.
+            let whole = n >= super::threads();
+            let cache = match whole {
+                true => &self.forward_whole,
+                false => &self.forward_filters,
+            };
+            cache.get(&[wt, gt], frozen_id(params), || {
+                WinogradFilter::gated(wt, gt, cout, cin, whole)
             })
         });
         // A few output rows, and no Winograd: the direct convolution, not im2col.
@@ -794,14 +803,17 @@ mod tests {
     /// bits whatever the block split: checked for the batch and each image alone, on 1 and 2
     /// workers (one image on 2 workers is split into channel blocks), on the portable and the
     /// SIMD path, and for the forward pass that keeps its cache. Shapes: Winograd with
-    /// ragged tiles, im2col, a single output channel, 1x1 with a channel count 8 does not
-    /// divide.
+    /// ragged tiles (9 x 16 at 11 x 9: Winograd takes at least 8 input channels, so the 3-
+    /// and 5-channel layers go through the direct convolution or im2col; one image on 2
+    /// workers transforms its filter panels on the fly, a batch uses the whole transform),
+    /// a single output channel, 1x1 with a channel count 8 does not divide.
     #[test]
     fn forward_is_the_reference_bits_for_any_split_and_path() {
         let mut rng = AmbientRng::new(11);
         for &(cin, cout, k, h, w) in &[
             (3, 16, 3, 21, 19),
             (5, 24, 3, 9, 7),
+            (9, 16, 3, 11, 9),
             (4, 1, 3, 20, 20),
             (6, 12, 1, 5, 6),
         ] {

@@ -56,14 +56,25 @@ pub(crate) fn suits(k: usize, h: usize, w: usize, rows: usize, depth: usize) -> 
 /// through Winograd and 43-44 us through im2col on one thread, 117-132 and 37-38 us on two.
 const MIN_DEPTH: usize = 8;
 
-/// The filters in the Winograd domain, `(G g_oc G^T)[xi]` for row o and input channel c, in
-/// panels of [`PANEL`] rows (the rows padded with zero filters to a whole panel): at
-/// `u[((xi panels + o / PANEL) cin + c) PANEL + o % PANEL]`, the layout
-/// [`WinogradFilter::products`] reads.
+/// A 3x3 convolution's filters for Winograd's products: the kernels' taps in panels of
+/// [`PANEL`] rows (the rows padded with zero kernels to a whole panel), tap e of row o and
+/// input channel c at `taps[((o / PANEL cin + c) 9 + e) PANEL + o % PANEL]`, and for
+/// [`WinogradFilter::product`] (one position at a time) also their transforms
+/// `(G g_oc G^T)[xi]` at `u[((xi panels + o / PANEL) cin + c) PANEL + o % PANEL]`.
+///
+/// [`WinogradFilter::products`] transforms one panel at a time into a scratch of its thread
+/// (at most 295 KB, 36 x 128 channels x 16 rows) and runs every position's products on it
+/// before the next: the transformed filters of the spec network are 15.3 MB, four times its
+/// 3x3 kernels, and do not stay in this 2-core VM's share of the last-level cache from one
+/// pass to the next, while the taps (3.8 MB) do. Measured for 128 rows, 128 channels and 16
+/// tiles (a 14 x 14 layer), one thread: 179 us a product when the transformed filters of
+/// at most 4 such layers take turns (9.4 MB), 310-375 us when 8 to 24 do (19-57 MB).
 #[derive(Debug, Clone)]
 pub(crate) struct WinogradFilter {
     rows: usize,
     cin: usize,
+    taps: Vec<f32>,
+    /// The whole transform, for [`WinogradFilter::product`] (empty unless built `whole`).
     u: Vec<f32>,
 }
 
@@ -83,19 +94,22 @@ const SIXTH: f32 = 1.0 / 6.0;
 const TWENTYFOURTH: f32 = 1.0 / 24.0;
 
 /// `G (a, b, c)^T` with G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6],
-/// [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]].
+/// [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]], lane by lane across a panel's rows.
 #[inline(always)]
-fn g_col(a: f32, b: f32, c: f32) -> [f32; S] {
-    let s = a + c;
-    let t = a + 4.0 * c;
-    [
-        0.25 * a,
-        -(s + b) * SIXTH,
-        -(s - b) * SIXTH,
-        (t + 2.0 * b) * TWENTYFOURTH,
-        (t - 2.0 * b) * TWENTYFOURTH,
-        c,
-    ]
+fn g_lanes(a: &[f32; PANEL], b: &[f32; PANEL], c: &[f32; PANEL]) -> [[f32; PANEL]; S] {
+    let mut out = [[0.0f32; PANEL]; S];
+    for l in 0..PANEL {
+        let (a, b, c) = (a[l], b[l], c[l]);
+        let s = a + c;
+        let t = a + 4.0 * c;
+        out[0][l] = 0.25 * a;
+        out[1][l] = -(s + b) * SIXTH;
+        out[2][l] = -(s - b) * SIXTH;
+        out[3][l] = (t + 2.0 * b) * TWENTYFOURTH;
+        out[4][l] = (t - 2.0 * b) * TWENTYFOURTH;
+        out[5][l] = c;
+    }
+    out
 }
 
 /// `B^T d` with B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -132,7 +146,7 @@ impl WinogradFilter {
     /// The transform of `w` [rows, cin, 3, 3] (row-major).
     #[cfg(test)]
     pub(crate) fn new(w: &[f32], rows: usize, cin: usize) -> Self {
-        Self::build(rows, cin, |o, c| {
+        Self::build(rows, cin, true, |o, c| {
             let g = &w[(o * cin + c) * 9..][..9];
             std::array::from_fn(|i| g[i])
         })
@@ -140,23 +154,25 @@ impl WinogradFilter {
 
     /// The transform of the adjoint convolution's kernels, `w'[c, o, a, b] = w[o, c, 2-a, 2-b]`
     /// for `w` [rows, cin, 3, 3]: a filter from `rows` channels to `cin` channels that maps
-    /// dL/dout to dL/dx.
+    /// dL/dout to dL/dx (for [`conv3x3`], whole).
     pub(crate) fn adjoint(w: &[f32], rows: usize, cin: usize) -> Self {
-        Self::build(cin, rows, |c, o| {
+        Self::build(cin, rows, true, |c, o| {
             let g = &w[(o * cin + c) * 9..][..9];
             std::array::from_fn(|i| g[8 - i])
         })
     }
 
-    /// The transform of a gated convolution's stacked kernels `[w; g]`, each [cout, cin, 3,
-    /// 3] (row-major): rows 0..cout are `w`'s output channels, cout..2 cout `g`'s.
+    /// The filter of a gated convolution's stacked kernels `[w; g]`, each [cout, cin, 3, 3]
+    /// (row-major): rows 0..cout are `w`'s output channels, cout..2 cout `g`'s.
     /// Rows in groups of [`gated_group`] channels, each group's main rows followed by its
-    /// gate rows ([`gated_row`]), so that a block of whole groups is one run of rows.
-    pub(crate) fn gated(w: &[f32], g: &[f32], cout: usize, cin: usize) -> Self {
+    /// gate rows ([`gated_row`]), so that a block of whole groups is one run of rows. Built
+    /// `whole` for products over many tiles (a batch: each value of the transform then
+    /// serves every group of images), else taps only.
+    pub(crate) fn gated(w: &[f32], g: &[f32], cout: usize, cin: usize, whole: bool) -> Self {
         assert_eq!(w.len(), cout * cin * 9, "winograd: main kernel size");
         assert_eq!(g.len(), cout * cin * 9, "winograd: gate kernel size");
         let grp = gated_group(cout);
-        Self::build(2 * cout, cin, |row, c| {
+        Self::build(2 * cout, cin, whole, |row, c| {
             let within = row % (2 * grp);
             let (src, ch) = if within < grp {
                 (w, row / (2 * grp) * grp + within)
@@ -168,53 +184,74 @@ impl WinogradFilter {
         })
     }
 
-    /// `u[xi] = (G g G^T)[xi]` for every (row, input channel) pair, in runs of CHUNK pairs:
-    /// each run's kernels are gathered element by element, so that both passes of G run
-    /// across the run (vector lanes), and each position is then written as one stretch.
-    fn build(rows: usize, cin: usize, kernel: impl Fn(usize, usize) -> [f32; 9]) -> Self {
-        const CHUNK: usize = 64;
-        let stride = rows * cin;
-        let plen = padded(rows) * cin;
-        let mut u = vec![0.0f32; P * plen];
-        let mut g = [[0.0f32; CHUNK]; 9];
-        // (G g)[i][b] at 3 i + b.
-        let mut gg = [[0.0f32; CHUNK]; 3 * S];
+    /// The taps of `kernel(row, input channel)` in panels and, when `whole`, every panel's
+    /// transform.
+    fn build(
+        rows: usize,
+        cin: usize,
+        whole: bool,
+        kernel: impl Fn(usize, usize) -> [f32; 9],
+    ) -> Self {
+        let panels = padded(rows) / PANEL;
+        let mut taps = vec![0.0f32; panels * cin * 9 * PANEL];
+        for o in 0..rows {
+            for c in 0..cin {
+                let k = kernel(o, c);
+                let at = (o / PANEL * cin + c) * 9 * PANEL + o % PANEL;
+                for (e, &v) in k.iter().enumerate() {
+                    taps[at + e * PANEL] = v;
+                }
+            }
+        }
+        let mut f = WinogradFilter {
+            rows,
+            cin,
+            taps,
+            u: Vec::new(),
+        };
+        if whole {
+            let plen = panels * cin * PANEL;
+            let mut u = vec![0.0f32; P * plen];
+            for p in 0..panels {
+                f.panel_transform(p, &mut u[p * cin * PANEL..], plen);
+            }
+            f.u = u;
+        }
+        f
+    }
+
+    /// `(G g G^T)[xi]` of panel `p`'s kernels into `u[xi stride + c PANEL + l]` (row
+    /// p PANEL + l, input channel c): G down each column of the kernel, then along each row
+    /// of the result, every step across the panel's rows at once (vector lanes).
+    fn panel_transform(&self, p: usize, u: &mut [f32], stride: usize) {
+        let cin = self.cin;
+        let taps = &self.taps[p * cin * 9 * PANEL..][..cin * 9 * PANEL];
+        assert!(u.len() >= (P - 1) * stride + cin * PANEL, "winograd: panel scratch");
         simd::dispatch(
             #[inline(always)]
             || {
-                for start in (0..stride).step_by(CHUNK) {
-                    let len = CHUNK.min(stride - start);
-                    for j in 0..len {
-                        let oc = start + j;
-                        let k = kernel(oc / cin, oc % cin);
-                        for (e, ge) in g.iter_mut().enumerate() {
-                            ge[j] = k[e];
-                        }
+                for (c, k) in taps.chunks_exact(9 * PANEL).enumerate() {
+                    // (Plain loops and no library closures here: a closure that is not
+                    // inlined is compiled without AVX2.)
+                    let mut t = [[0.0f32; PANEL]; 9];
+                    for (e, te) in t.iter_mut().enumerate() {
+                        te.copy_from_slice(&k[e * PANEL..][..PANEL]);
                     }
-                    for b in 0..3 {
-                        for j in 0..CHUNK {
-                            let r = g_col(g[b][j], g[3 + b][j], g[6 + b][j]);
-                            for (i, v) in r.into_iter().enumerate() {
-                                gg[3 * i + b][j] = v;
-                            }
-                        }
-                    }
+                    // cols[b][i] = (G g)[i][b], across the panel's rows.
+                    let cols = [
+                        g_lanes(&t[0], &t[3], &t[6]),
+                        g_lanes(&t[1], &t[4], &t[7]),
+                        g_lanes(&t[2], &t[5], &t[8]),
+                    ];
                     for i in 0..S {
-                        let (r0, r1, r2) = (&gg[3 * i], &gg[3 * i + 1], &gg[3 * i + 2]);
-                        let dst = &mut u[S * i * plen..(S * i + S) * plen];
-                        for j in 0..len {
-                            let r = g_col(r0[j], r1[j], r2[j]);
-                            let (o, c) = ((start + j) / cin, (start + j) % cin);
-                            let at = (o / PANEL * cin + c) * PANEL + o % PANEL;
-                            for (jj, v) in r.into_iter().enumerate() {
-                                dst[jj * plen + at] = v;
-                            }
+                        let r = g_lanes(&cols[0][i], &cols[1][i], &cols[2][i]);
+                        for (jj, o) in r.iter().enumerate() {
+                            u[(S * i + jj) * stride + c * PANEL..][..PANEL].copy_from_slice(o);
                         }
                     }
                 }
             },
         );
-        WinogradFilter { rows, cin, u }
     }
 
     /// The products of the output channels `rows` (a range of this filter's rows starting
@@ -224,7 +261,8 @@ impl WinogradFilter {
     /// stored column-major with the rows padded to whole panels: the value of row o and tile
     /// k at `m[(xi t + k) padded + o]` ([`product_len`] values). Each value is one chain of
     /// fused multiply-adds over the input channels in order, whatever the block of rows or
-    /// tiles it is computed in.
+    /// tiles it is computed in. From the whole transform where built, else panel by panel:
+    /// its transform into this thread's scratch, then every position's products on it.
     pub(crate) fn products(
         &self,
         rows: std::ops::Range<usize>,
@@ -232,51 +270,90 @@ impl WinogradFilter {
         t: usize,
         m: &mut [f32],
     ) {
-        let rp = padded(rows.len());
+        let (rp, cin) = (padded(rows.len()), self.cin);
         assert!(
             rows.start.is_multiple_of(PANEL) && rows.end <= self.rows,
             "winograd: rows"
         );
         assert_eq!(m.len(), P * rp * t, "winograd: products size");
-        for (xi, mx) in m.chunks_exact_mut(rp * t).enumerate() {
-            self.product(xi, rows.clone(), v, t, mx);
+        assert_eq!(v.len(), P * t * cin, "winograd: transformed input size");
+        if !self.u.is_empty() {
+            for (xi, mx) in m.chunks_exact_mut(rp * t).enumerate() {
+                self.product(xi, rows.clone(), v, t, mx);
+            }
+            return;
         }
+        PANEL_U.with_borrow_mut(|u| {
+            // One cache line more than a position's values between positions: with exactly
+            // cin lines (a power of 2), the transform's 36 stores of one channel would all
+            // fall into one set of the first-level cache.
+            let stride = (cin + 1) * PANEL;
+            grow(u, P * stride);
+            for pp in 0..rp / PANEL {
+                self.panel_transform(rows.start / PANEL + pp, u, stride);
+                for (xi, mx) in m.chunks_exact_mut(rp * t).enumerate() {
+                    let up = &u[xi * stride..][..cin * PANEL];
+                    panel_products(up, v, xi, cin, t, mx, rp, pp * PANEL);
+                }
+            }
+        });
     }
 
-    /// Position `xi` of [`WinogradFilter::products`], panel by panel, blocks of at most [`TB`]
-    /// tiles.
+    /// Position `xi` of [`WinogradFilter::products`] from the whole transform (a filter
+    /// built `whole`), panel by panel.
     fn product(&self, xi: usize, rows: std::ops::Range<usize>, v: &[f32], t: usize, m: &mut [f32]) {
         let cin = self.cin;
         let plen = padded(self.rows) * cin;
         let rp = padded(rows.len());
+        assert_eq!(self.u.len(), P * plen, "winograd: a whole transform");
         assert_eq!(v.len(), P * t * cin, "winograd: transformed input size");
-        simd::dispatch(
-            #[inline(always)]
-            || {
-                for p in 0..rp / PANEL {
-                    let up = &self.u[xi * plen + (rows.start / PANEL + p) * cin * PANEL..]
-                        [..cin * PANEL];
-                    // Blocks as even as possible (49 tiles: 4 of 6 and 5 of 5, not 8 of 6
-                    // and 1 of 1, whose 2 accumulators would wait on the FMA latency).
-                    let blocks = t.div_ceil(TB);
-                    let mut k0 = 0;
-                    for b in 0..blocks {
-                        let nt = t / blocks + usize::from(b < t % blocks);
-                        let args = (up, v, xi, cin, k0, &mut *m, rp, p * PANEL);
-                        match nt {
-                            6 => panel_block::<6>(args),
-                            5 => panel_block::<5>(args),
-                            4 => panel_block::<4>(args),
-                            3 => panel_block::<3>(args),
-                            2 => panel_block::<2>(args),
-                            _ => panel_block::<1>(args),
-                        }
-                        k0 += nt;
-                    }
-                }
-            },
-        )
+        for p in 0..rp / PANEL {
+            let up = &self.u[xi * plen + (rows.start / PANEL + p) * cin * PANEL..][..cin * PANEL];
+            panel_products(up, v, xi, cin, t, m, rp, p * PANEL);
+        }
     }
+}
+
+/// One panel's products at position `xi` (`up` its transformed filter, [cin, PANEL]), all
+/// `t` tiles, into `m[k rs + r0 + l]`: blocks of at most [`TB`] tiles, as even as possible
+/// (49 tiles: 4 of 6 and 5 of 5, not 8 of 6 and 1 of 1, whose 2 accumulators would wait on
+/// the FMA latency).
+#[allow(clippy::too_many_arguments)]
+fn panel_products(
+    up: &[f32],
+    v: &[f32],
+    xi: usize,
+    cin: usize,
+    t: usize,
+    m: &mut [f32],
+    rs: usize,
+    r0: usize,
+) {
+    simd::dispatch(
+        #[inline(always)]
+        || {
+            let blocks = t.div_ceil(TB);
+            let mut k0 = 0;
+            for b in 0..blocks {
+                let nt = t / blocks + usize::from(b < t % blocks);
+                let args = (up, v, xi, cin, k0, &mut *m, rs, r0);
+                match nt {
+                    6 => panel_block::<6>(args),
+                    5 => panel_block::<5>(args),
+                    4 => panel_block::<4>(args),
+                    3 => panel_block::<3>(args),
+                    2 => panel_block::<2>(args),
+                    _ => panel_block::<1>(args),
+                }
+                k0 += nt;
+            }
+        },
+    )
+}
+
+thread_local! {
+    /// [`WinogradFilter::products`]' transformed panel, kept between calls.
+    static PANEL_U: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `m[(k0 + j) rs + r0 + l] = sum_c up[c PANEL + l] v[((k0 + j) 36 + xi) cin + c]` for
@@ -943,6 +1020,42 @@ mod tests {
                     err <= (rows + 21) as f64 * 2f64.powi(-24) * sb[k],
                     "dx[{k}] {o} vs {e}"
                 );
+            }
+        }
+    }
+
+    /// The products from taps (each panel transformed on the fly into the scratch) are the
+    /// bits of the products from the whole transform, which `conv3x3` and the tests above
+    /// check against a direct convolution: for the gated row order and a plain filter, row
+    /// ranges from the first and a later panel, a part panel of rows, channel counts whose
+    /// scratch stride is and is not a power of 2 plus one line, and 1, 5 and 49 tiles.
+    #[test]
+    fn products_from_taps_are_the_bits_of_the_whole_transform() {
+        let mut rng = AmbientRng::new(17);
+        for (cout, cin, t) in [(8, 3, 1), (24, 16, 5), (32, 32, 49), (4, 9, 5)] {
+            let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal()).collect() };
+            let (w, g) = (draw(cout * cin * 9), draw(cout * cin * 9));
+            let v = draw(P * t * cin);
+            let taps = WinogradFilter::gated(&w, &g, cout, cin, false);
+            let whole = WinogradFilter::gated(&w, &g, cout, cin, true);
+            assert!(taps.u.is_empty() && !whole.u.is_empty());
+            let plain = (WinogradFilter::new(&w, cout, cin), WinogradFilter {
+                u: Vec::new(),
+                ..WinogradFilter::new(&w, cout, cin)
+            });
+            let bits = |m: &[f32]| m.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let check = |a: &WinogradFilter, b: &WinogradFilter, r: std::ops::Range<usize>| {
+                let len = P * padded(r.len()) * t;
+                let (mut ma, mut mb) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+                a.products(r.clone(), &v, t, &mut ma);
+                b.products(r.clone(), &v, t, &mut mb);
+                assert_eq!(bits(&ma), bits(&mb), "{cout} x {cin}, {t} tiles, rows {r:?}");
+            };
+            check(&whole, &taps, 0..2 * cout);
+            check(&plain.0, &plain.1, 0..cout);
+            if cout > PANEL {
+                check(&whole, &taps, PANEL..2 * cout);
+                check(&plain.0, &plain.1, PANEL..cout);
             }
         }
     }
