@@ -206,6 +206,7 @@ impl GatedConv {
         // register tiles of the GEMM kernels, where 8 divides cout).
         let grp = winograd::gated_group(cout);
         let blk = cout.div_ceil(parts.min(cout / grp)).div_ceil(grp) * grp;
+        let blocks = cout.div_ceil(blk);
         // Samples per group: Winograd's products run over the tiles of several small images
         // at once (each filter panel then serves them all from the first-level cache), as
         // many groups as a multiple of the workers. Each product value is the same chain over
@@ -339,10 +340,17 @@ impl GatedConv {
                     None if direct => {
                         let (_, zw, zg) = &mut per[0];
                         let ws = c0 * kd..(c0 + rows) * kd;
-                        BLOCK.with_borrow_mut(|sc| {
-                            conv_direct(b, cin, (h, w), k, &wt[ws.clone()], zw, sc);
-                            conv_direct(b, cin, (h, w), k, &gt[ws], zg, sc);
-                        });
+                        let conv = |kern: &[f32], z: &mut [f32]| {
+                            BLOCK.with_borrow_mut(|sc| conv_direct(b, cin, (h, w), k, kern, z, sc))
+                        };
+                        if par && blocks == 1 {
+                            // A single block (`out_conv`: one channel): the main and the gate
+                            // convolution on two workers.
+                            rayon::join(|| conv(&wt[ws.clone()], zw), || conv(&gt[ws.clone()], zg));
+                        } else {
+                            conv(&wt[ws.clone()], zw);
+                            conv(&gt[ws], zg);
+                        }
                     }
                     None => {
                         let (_, zw, zg) = &mut per[0];
@@ -398,7 +406,6 @@ impl GatedConv {
                     }),
                 }
             };
-            let blocks = cout.div_ceil(blk);
             let mut items: Vec<(usize, Vec<BlockOut<'_>>)> =
                 (0..blocks).map(|j| (j, Vec::with_capacity(gs))).collect();
             let os = o.chunks_mut(cout * hw);
