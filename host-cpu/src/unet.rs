@@ -416,6 +416,61 @@ mod tests {
             assert!(run(t) == one, "{t} threads differ from 1");
         }
     }
+
+    /// Inference (each ResBlock's SiLU(GN(.)) fused into its convolutions' input stage, the
+    /// gated output stage fused, filter panels transformed on the fly for single images) is
+    /// the bits of the forward pass that keeps its cache (each layer on its own): a batch
+    /// and each image alone, on 1 and 2 workers. The spec configuration (Winograd in every
+    /// 3x3 convolution of the blocks) and a small one (im2col and the direct convolution).
+    #[test]
+    fn inference_is_the_bits_of_the_kept_forward_pass() {
+        let small = UNetConfig {
+            img_channels: 1,
+            img_resolution: 8,
+            ch: 8,
+            mult: vec![1, 2],
+            blocks: 1,
+            groups: 4,
+            sigma_data: 0.5,
+        };
+        let mut rng = AmbientRng::new(29);
+        for cfg in [UNetConfig::spec_mnist(), small] {
+            let net = UNet::new(&cfg).unwrap();
+            let mut params = ParamStore::zeros(net.layout());
+            for p in params.params.iter_mut() {
+                p.data.iter_mut().for_each(|v| *v = 0.2 * rng.normal());
+            }
+            let r = cfg.img_resolution;
+            let n = 3;
+            let mut f_in = Array4::<f32>::zeros((n, 2, r, r));
+            f_in.iter_mut().for_each(|v| *v = rng.normal());
+            let c_noise: Vec<f32> = (0..n).map(|i| 0.4 * i as f32 - 0.6).collect();
+            let bits = |a: &Array4<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let kept = net.forward(&params, &f_in, &c_noise).0;
+                    let batch = net.forward_inference(&params, &f_in, &c_noise);
+                    assert!(
+                        bits(&batch) == bits(&kept),
+                        "{r} x {r}, batch, {threads} workers"
+                    );
+                    for i in 0..n {
+                        let xi = f_in.slice(ndarray::s![i..i + 1, .., .., ..]).to_owned();
+                        let one = net.forward_inference(&params, &xi, &c_noise[i..i + 1]);
+                        let want = kept.slice(ndarray::s![i..i + 1, .., .., ..]).to_owned();
+                        assert!(
+                            bits(&one) == bits(&want),
+                            "{r} x {r}, image {i}, {threads} workers"
+                        );
+                    }
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 use super::direct_conv::conv_direct;
 use super::filter_cache::FilterCache;
 use super::gemm::{gemm, gemm_rows_t, row_split, sgemm};
+use super::group_norm::{norm_silu, SiluNormConstants};
 use super::im2col::{col2im, im2col};
 use super::silu::sigmoid;
 use super::simd;
@@ -121,6 +122,24 @@ impl GatedConv {
         self.run(params, &x.as_standard_layout(), None, epilogue)
     }
 
+    /// `GatedConv(SiLU(GN(x)))` for inference with an [`Epilogue`], the normalisation
+    /// applied as the input stage reads `x` (Winograd's input transform, else a buffer of
+    /// this thread): `norm` holds per sample and input channel the constants of
+    /// [`GroupNorm::silu_constants`](super::group_norm::GroupNorm::silu_constants), applied by
+    /// [`norm_silu`], so the output is the bits of the two layers one after the other without
+    /// the normalised tensor ever being written out.
+    pub fn forward_inference_normed(
+        &self,
+        params: &ParamStore,
+        x: &Array4<f32>,
+        norm: &[SiluNormConstants],
+        epilogue: &Epilogue<'_>,
+    ) -> Array4<f32> {
+        let (n, c, _, _) = x.dim();
+        assert_eq!(norm.len(), n * c, "GatedConv: normalisation constants");
+        self.run_with(params, &x.as_standard_layout(), None, epilogue, Some(norm))
+    }
+
     /// [`GatedConv::forward`] taking ownership of the input (kept for the backward pass
     /// without a copy).
     pub fn forward_owned(
@@ -163,7 +182,23 @@ impl GatedConv {
         keep: Option<&mut Array4<f32>>,
         epilogue: &Epilogue<'_>,
     ) -> Array4<f32> {
+        self.run_with(params, x, keep, epilogue, None)
+    }
+
+    /// [`GatedConv::run`] of `norm_silu(x)` when `pre` holds the constants (inference).
+    fn run_with(
+        &self,
+        params: &ParamStore,
+        x: &ndarray::ArrayBase<impl ndarray::Data<Elem = f32>, ndarray::Ix4>,
+        keep: Option<&mut Array4<f32>>,
+        epilogue: &Epilogue<'_>,
+        pre: Option<&[SiluNormConstants]>,
+    ) -> Array4<f32> {
         let (n, cin, h, w) = x.dim();
+        assert!(
+            pre.is_none() || keep.is_none(),
+            "GatedConv: a kept input is never fused"
+        );
         assert_eq!(cin, self.cin, "GatedConv: input channels");
         if let Some(a) = epilogue.add {
             assert_eq!(
@@ -231,13 +266,39 @@ impl GatedConv {
             // The input stage, into a buffer of this thread (taken out, so that a job this
             // thread runs while waiting below finds its own).
             let mut input = INPUT.with_borrow_mut(std::mem::take);
+            // With `pre`: Winograd's input transform normalises as it reads; the other paths
+            // read the normalised samples from a buffer of this thread.
+            let mut normed = NORMED.with_borrow_mut(std::mem::take);
+            let pre_of = |si: usize| pre.map(|k| &k[(i0 + si) * cin..][..cin]);
+            let xg: &[f32] = match pre {
+                Some(_) if wino.is_none() => {
+                    winograd::grow(&mut normed, xg.len());
+                    let dst = normed[..xg.len()].chunks_exact_mut(cin * hw);
+                    for (si, (xi, di)) in xg.chunks_exact(cin * hw).zip(dst).enumerate() {
+                        let k = pre_of(si).expect("constants");
+                        simd::dispatch(
+                            #[inline(always)]
+                            || {
+                                let planes = xi.chunks_exact(hw).zip(di.chunks_exact_mut(hw));
+                                for ((xc, dc), kc) in planes.zip(k) {
+                                    for (d, &v) in dc.iter_mut().zip(xc) {
+                                        *d = norm_silu(v, kc);
+                                    }
+                                }
+                            },
+                        );
+                    }
+                    &normed[..xg.len()]
+                }
+                _ => xg,
+            };
             let b: &[f32] = match &wino {
                 Some(_) => {
                     let len = winograd::input_len(cin, h, w);
                     winograd::grow(&mut input, gs * len);
                     let vs = input[..gs * len].chunks_exact_mut(len);
-                    for (xi, v) in xg.chunks_exact(cin * hw).zip(vs) {
-                        winograd::input_transform(xi, cin, h, w, v, par);
+                    for (si, (xi, v)) in xg.chunks_exact(cin * hw).zip(vs).enumerate() {
+                        winograd::input_transform(xi, cin, h, w, v, par, pre_of(si));
                     }
                     &input[..gs * len]
                 }
@@ -435,6 +496,11 @@ impl GatedConv {
             INPUT.with_borrow_mut(|slot| {
                 if slot.len() < input.len() {
                     *slot = input;
+                }
+            });
+            NORMED.with_borrow_mut(|slot| {
+                if slot.len() < normed.len() {
+                    *slot = normed;
                 }
             });
         };
@@ -657,6 +723,9 @@ thread_local! {
     /// The forward pass's input stage (im2col matrix or Winograd-transformed input) of the
     /// sample this thread works on, kept between calls.
     static INPUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The normalised samples of [`GatedConv::forward_inference_normed`] where no Winograd
+    /// input transform applies the normalisation.
+    static NORMED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// A block's Winograd products (or the direct convolution's scratch).
     static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// A block's [zw; zg] when the forward pass keeps nothing.

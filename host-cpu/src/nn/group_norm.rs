@@ -66,6 +66,38 @@ fn lane_dot(x: &[f32], y: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + rest
 }
 
+/// A group's mean and `1 / sqrt(var + eps)` (`src`: its channels of `hw` values each): two
+/// passes, per channel in f32 ([`lane_sum`]), across channels in f64.
+#[inline(always)]
+fn group_statistics(src: &[f32], hw: usize) -> (f32, f32) {
+    let glen = src.len() as f64;
+    let mean = src
+        .chunks(hw)
+        .map(|c| lane_sum(c, |v| v) as f64)
+        .sum::<f64>()
+        / glen;
+    let m = mean as f32;
+    let var = src
+        .chunks(hw)
+        .map(|c| lane_sum(c, |v| (v - m) * (v - m)) as f64)
+        .sum::<f64>()
+        / glen;
+    (m, (1.0 / (var + GN_EPS).sqrt()) as f32)
+}
+
+/// What `SiLU(GN(x))` applies to each value of one channel of one sample: the group's mean
+/// and `1 / sqrt(var + eps)`, the channel's weight and bias ([`GroupNorm::silu_constants`]).
+pub type SiluNormConstants = [f32; 4];
+
+/// `SiLU(GN(x))` of one value `s` given its channel's constants: the operations of
+/// [`GroupNorm::forward_silu_inference`], in its order, so the same bits.
+#[inline(always)]
+pub fn norm_silu(s: f32, k: &SiluNormConstants) -> f32 {
+    let [m, r, g, b] = *k;
+    let pre = ((s - m) * r) * g + b;
+    pre * sigmoid(pre)
+}
+
 impl GroupNorm {
     /// The layer `{prefix}.weight/bias` of `layout`; `groups` must divide `channels`.
     pub fn new(
@@ -108,6 +140,35 @@ impl GroupNorm {
         self.run(params, x, false, true).0
     }
 
+    /// The statistics of [`GroupNorm::forward_silu_inference`] without its pass over the
+    /// values: per sample and channel ([N C], sample-major) the constants [`norm_silu`] applies,
+    /// for a layer that applies them as it reads `x` (`GatedConv::forward_inference_normed`).
+    /// Groups in parallel.
+    pub fn silu_constants(&self, params: &ParamStore, x: &Array4<f32>) -> Vec<SiluNormConstants> {
+        let (n, c, h, w) = x.dim();
+        assert_eq!(c, self.channels, "GroupNorm: channels");
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().unwrap();
+        let gamma = &params.params[self.weight].data;
+        let beta = &params.params[self.bias].data;
+        let cpg = c / self.groups;
+        let mut k = vec![[0.0f32; 4]; n * c];
+        k.par_chunks_mut(cpg)
+            .zip(xs.par_chunks(cpg * h * w))
+            .enumerate()
+            .for_each(|(gi, (kg, src))| {
+                let (m, r) = simd::dispatch(
+                    #[inline(always)]
+                    || group_statistics(src, h * w),
+                );
+                let c0 = (gi % self.groups) * cpg;
+                for (j, kc) in kg.iter_mut().enumerate() {
+                    *kc = [m, r, gamma[c0 + j], beta[c0 + j]];
+                }
+            });
+        k
+    }
+
     fn run(
         &self,
         params: &ParamStore,
@@ -131,19 +192,7 @@ impl GroupNorm {
                 #[inline(always)]
                 || {
                     let src = &xs[gi * glen..(gi + 1) * glen];
-                    // Two passes; per channel in f32 (hw terms), across channels in f64.
-                    let mean = src
-                        .chunks(hw)
-                        .map(|c| lane_sum(c, |v| v) as f64)
-                        .sum::<f64>()
-                        / glen as f64;
-                    let m = mean as f32;
-                    let var = src
-                        .chunks(hw)
-                        .map(|c| lane_sum(c, |v| (v - m) * (v - m)) as f64)
-                        .sum::<f64>()
-                        / glen as f64;
-                    let r = (1.0 / (var + GN_EPS).sqrt()) as f32;
+                    let (m, r) = group_statistics(src, hw);
                     let c0 = (gi % self.groups) * (c / self.groups);
                     for (j, (oc, sc)) in o.chunks_mut(hw).zip(src.chunks(hw)).enumerate() {
                         let (g, b) = (gamma[c0 + j], beta[c0 + j]);

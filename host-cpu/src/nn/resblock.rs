@@ -117,16 +117,16 @@ impl ResBlock {
         x: &Array4<f32>,
         emb: &Array2<f32>,
     ) -> Array4<f32> {
-        let a1 = self.norm1.forward_silu_inference(params, x);
+        // SiLU(GN(.)) fused into each convolution's input stage: only the statistics are
+        // computed here, and the normalised tensors are never written out.
+        let k1 = self.norm1.silu_constants(params, x);
         let e = self.emb_proj.forward(params, emb);
         let add = Epilogue {
             add: Some(&e),
             residual: None,
         };
-        let h = self.conv1.forward_inference_with(params, &a1, &add);
-        drop(a1);
-        let a2 = self.norm2.forward_silu_inference(params, &h);
-        drop(h);
+        let h = self.conv1.forward_inference_normed(params, x, &k1, &add);
+        let k2 = self.norm2.silu_constants(params, &h);
         let s = self
             .skip
             .as_ref()
@@ -135,7 +135,8 @@ impl ResBlock {
             add: None,
             residual: Some((s.as_ref().unwrap_or(x), FRAC_1_SQRT_2)),
         };
-        self.conv2.forward_inference_with(params, &a2, &residual)
+        self.conv2
+            .forward_inference_normed(params, &h, &k2, &residual)
     }
 
     /// Adds the block's parameter gradients to `grads` (if given); returns (dL/dx, dL/demb).

@@ -18,6 +18,7 @@
 //! and the channel sum; the tests bound the error by that count times the same algorithm run
 //! on absolute values.
 
+use super::group_norm::{norm_silu, SiluNormConstants};
 use super::silu::sigmoid;
 use super::simd;
 use rayon::prelude::*;
@@ -128,6 +129,39 @@ fn bt_col(d: [f32; S]) -> [f32; S] {
     ]
 }
 
+/// [`bt_col`] across `n` channels: `dst[k ds + c] = (B^T d)[k]` with `d[b] = src[b ss + c]`.
+#[inline(always)]
+fn bt_pass(src: &[f32], ss: usize, n: usize, dst: &mut [f32], ds: usize) {
+    let (s0, s1, s2) = (&src[..n], &src[ss..ss + n], &src[2 * ss..2 * ss + n]);
+    let (s3, s4, s5) = (
+        &src[3 * ss..3 * ss + n],
+        &src[4 * ss..4 * ss + n],
+        &src[5 * ss..5 * ss + n],
+    );
+    let (d0, rest) = dst.split_at_mut(ds);
+    let (d1, rest) = rest.split_at_mut(ds);
+    let (d2, rest) = rest.split_at_mut(ds);
+    let (d3, rest) = rest.split_at_mut(ds);
+    let (d4, d5) = rest.split_at_mut(ds);
+    let (d0, d1, d2, d3, d4, d5) = (
+        &mut d0[..n],
+        &mut d1[..n],
+        &mut d2[..n],
+        &mut d3[..n],
+        &mut d4[..n],
+        &mut d5[..n],
+    );
+    for c in 0..n {
+        let r = bt_col([s0[c], s1[c], s2[c], s3[c], s4[c], s5[c]]);
+        d0[c] = r[0];
+        d1[c] = r[1];
+        d2[c] = r[2];
+        d3[c] = r[3];
+        d4[c] = r[4];
+        d5[c] = r[5];
+    }
+}
+
 /// `A^T m` with A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
 /// [0, 1, -1, 8, -8, 1]].
 #[inline(always)]
@@ -226,7 +260,10 @@ impl WinogradFilter {
     fn panel_transform(&self, p: usize, u: &mut [f32], stride: usize) {
         let cin = self.cin;
         let taps = &self.taps[p * cin * 9 * PANEL..][..cin * 9 * PANEL];
-        assert!(u.len() >= (P - 1) * stride + cin * PANEL, "winograd: panel scratch");
+        assert!(
+            u.len() >= (P - 1) * stride + cin * PANEL,
+            "winograd: panel scratch"
+        );
         simd::dispatch(
             #[inline(always)]
             || {
@@ -454,7 +491,7 @@ pub(crate) fn conv3x3(
     grow(&mut s.v, P * cin * t);
     let rp = padded(rows);
     grow(&mut s.m, P * rp * t);
-    input_transform(x, cin, h, w, &mut s.v[..P * cin * t], par);
+    input_transform(x, cin, h, w, &mut s.v[..P * cin * t], par, None);
     let v = &s.v[..P * cin * t];
     for_chunks(
         &mut s.m[..P * rp * t],
@@ -508,13 +545,28 @@ pub(crate) fn grow(buf: &mut Vec<f32>, len: usize) {
 /// cin]), so that every value of a tile is a stretch of `cin` channels: both passes of B^T
 /// (along the tile's rows, then down its columns) run across the channels at once, and each
 /// position of a transformed tile is written as one stretch.
-pub(crate) fn input_transform(x: &[f32], cin: usize, h: usize, w: usize, v: &mut [f32], par: bool) {
+pub(crate) fn input_transform(
+    x: &[f32],
+    cin: usize,
+    h: usize,
+    w: usize,
+    v: &mut [f32],
+    par: bool,
+    norm: Option<&[SiluNormConstants]>,
+) {
+    assert!(
+        norm.is_none_or(|k| k.len() == cin),
+        "winograd: normalisation constants"
+    );
     assert_eq!(x.len(), cin * h * w, "winograd: input size");
     assert_eq!(
         v.len(),
         input_len(cin, h, w),
         "winograd: transformed input size"
     );
+    // The normalisation's constants channel by channel, one array each.
+    let soa: Option<[Vec<f32>; 4]> =
+        norm.map(|k| std::array::from_fn(|i| k.iter().map(|kc| kc[i]).collect()));
     let (th, tw) = (h.div_ceil(TILE), w.div_ceil(TILE));
     let wp = TILE * tw + 2;
     let len = (TILE * th + 2) * wp * cin;
@@ -539,6 +591,16 @@ pub(crate) fn input_transform(x: &[f32], cin: usize, h: usize, w: usize, v: &mut
                                 dst[(xx + 1) * cin + c] = val;
                             }
                         }
+                        // Normalised where laid out, across the channels (a loop that
+                        // vectorises, where a row of one channel is short).
+                        if let Some([m, r, g, b]) = &soa {
+                            for px in dst[cin..(w + 1) * cin].chunks_exact_mut(cin) {
+                                let ks = m.iter().zip(r).zip(g).zip(b);
+                                for (v, (((&m, &r), &g), &b)) in px.iter_mut().zip(ks) {
+                                    *v = norm_silu(*v, &[m, r, g, b]);
+                                }
+                            }
+                        }
                     }
                 },
             )
@@ -556,28 +618,17 @@ pub(crate) fn input_transform(x: &[f32], cin: usize, h: usize, w: usize, v: &mut
                 #[inline(always)]
                 || {
                     // Along the rows: tmp[(6 a + j) cin + c] = (d_a B)[j].
+                    // (Slices taken one by one and no library closures: a closure that is
+                    // not inlined is compiled without AVX2.)
                     for a in 0..S {
                         let base = ((TILE * ty + a) * wp + TILE * tx) * cin;
-                        let d: [&[f32]; S] =
-                            std::array::from_fn(|b| &xp_ref[base + b * cin..][..cin]);
+                        let src = &xp_ref[base..base + S * cin];
                         let out = &mut tmp[S * a * cin..S * (a + 1) * cin];
-                        for c in 0..cin {
-                            let r = bt_col(std::array::from_fn(|b| d[b][c]));
-                            for (j, &rv) in r.iter().enumerate() {
-                                out[j * cin + c] = rv;
-                            }
-                        }
+                        bt_pass(src, cin, cin, out, cin);
                     }
                     // Down the columns: v[(6 i + j) cin + c] = (B^T tmp_j)[i].
                     for j in 0..S {
-                        let d: [&[f32]; S] =
-                            std::array::from_fn(|a| &tmp[(S * a + j) * cin..][..cin]);
-                        for c in 0..cin {
-                            let r = bt_col(std::array::from_fn(|a| d[a][c]));
-                            for (i, &rv) in r.iter().enumerate() {
-                                vk[(S * i + j) * cin + c] = rv;
-                            }
-                        }
+                        bt_pass(&tmp[j * cin..], S * cin, cin, &mut vk[j * cin..], S * cin);
                     }
                 },
             )
@@ -668,25 +719,38 @@ fn tile_values(
     s: &mut [f32],
     y: &mut [f32],
 ) {
-    let mx = |xi: usize| &m[(xi * tt + kk) * rs + r0..][..nr];
-    // s[(6 q + i) nr + o] = (m A)[i][q].
+    // s[(6 q + i) nr + o] = (m A)[i][q], position 6 i + j of tile kk at (6 i + j) tt rs.
     for i in 0..S {
-        let mi: [&[f32]; S] = std::array::from_fn(|j| mx(S * i + j));
-        for o in 0..nr {
-            let a = at_col(std::array::from_fn(|j| mi[j][o]));
-            for (q, &av) in a.iter().enumerate() {
-                s[(S * q + i) * nr + o] = av;
-            }
-        }
+        let base = (S * i * tt + kk) * rs + r0;
+        at_pass(&m[base..], tt * rs, nr, &mut s[i * nr..], S * nr);
     }
+    // y[(4 p + q) nr + o] = (A^T (m A))[p][q].
     for q in 0..TILE {
-        let sq = &s[S * q * nr..S * (q + 1) * nr];
-        for o in 0..nr {
-            let a = at_col(std::array::from_fn(|i| sq[i * nr + o]));
-            for (p, &av) in a.iter().enumerate() {
-                y[(TILE * p + q) * nr + o] = av;
-            }
-        }
+        at_pass(&s[S * q * nr..], nr, nr, &mut y[q * nr..], TILE * nr);
+    }
+}
+
+/// [`at_col`] across `n` rows: `dst[k ds + o] = (A^T m)[k]` with `m[j] = src[j ss + o]`.
+/// (Slices taken one by one and no library closures: a closure that is not inlined is
+/// compiled without AVX2.)
+#[inline(always)]
+fn at_pass(src: &[f32], ss: usize, n: usize, dst: &mut [f32], ds: usize) {
+    let (s0, s1, s2) = (&src[..n], &src[ss..ss + n], &src[2 * ss..2 * ss + n]);
+    let (s3, s4, s5) = (
+        &src[3 * ss..3 * ss + n],
+        &src[4 * ss..4 * ss + n],
+        &src[5 * ss..5 * ss + n],
+    );
+    let (d0, rest) = dst.split_at_mut(ds);
+    let (d1, rest) = rest.split_at_mut(ds);
+    let (d2, d3) = rest.split_at_mut(ds);
+    let (d0, d1, d2, d3) = (&mut d0[..n], &mut d1[..n], &mut d2[..n], &mut d3[..n]);
+    for o in 0..n {
+        let a = at_col([s0[o], s1[o], s2[o], s3[o], s4[o], s5[o]]);
+        d0[o] = a[0];
+        d1[o] = a[1];
+        d2[o] = a[2];
+        d3[o] = a[3];
     }
 }
 
@@ -1039,17 +1103,24 @@ mod tests {
             let taps = WinogradFilter::gated(&w, &g, cout, cin, false);
             let whole = WinogradFilter::gated(&w, &g, cout, cin, true);
             assert!(taps.u.is_empty() && !whole.u.is_empty());
-            let plain = (WinogradFilter::new(&w, cout, cin), WinogradFilter {
-                u: Vec::new(),
-                ..WinogradFilter::new(&w, cout, cin)
-            });
+            let plain = (
+                WinogradFilter::new(&w, cout, cin),
+                WinogradFilter {
+                    u: Vec::new(),
+                    ..WinogradFilter::new(&w, cout, cin)
+                },
+            );
             let bits = |m: &[f32]| m.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             let check = |a: &WinogradFilter, b: &WinogradFilter, r: std::ops::Range<usize>| {
                 let len = P * padded(r.len()) * t;
                 let (mut ma, mut mb) = (vec![f32::NAN; len], vec![f32::NAN; len]);
                 a.products(r.clone(), &v, t, &mut ma);
                 b.products(r.clone(), &v, t, &mut mb);
-                assert_eq!(bits(&ma), bits(&mb), "{cout} x {cin}, {t} tiles, rows {r:?}");
+                assert_eq!(
+                    bits(&ma),
+                    bits(&mb),
+                    "{cout} x {cin}, {t} tiles, rows {r:?}"
+                );
             };
             check(&whole, &taps, 0..2 * cout);
             check(&plain.0, &plain.1, 0..cout);
