@@ -94,23 +94,34 @@ pub(crate) fn padded(rows: usize) -> usize {
 const SIXTH: f32 = 1.0 / 6.0;
 const TWENTYFOURTH: f32 = 1.0 / 24.0;
 
-/// `G (a, b, c)^T` with G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6],
-/// [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]], lane by lane across a panel's rows.
+/// Eight lanes, one AVX2 register.
+type V8 = [f32; 8];
+
+/// `f` lane by lane over eight lanes (a loop the compiler turns into one vector operation).
 #[inline(always)]
-fn g_lanes(a: &[f32; PANEL], b: &[f32; PANEL], c: &[f32; PANEL]) -> [[f32; PANEL]; S] {
-    let mut out = [[0.0f32; PANEL]; S];
-    for l in 0..PANEL {
-        let (a, b, c) = (a[l], b[l], c[l]);
-        let s = a + c;
-        let t = a + 4.0 * c;
-        out[0][l] = 0.25 * a;
-        out[1][l] = -(s + b) * SIXTH;
-        out[2][l] = -(s - b) * SIXTH;
-        out[3][l] = (t + 2.0 * b) * TWENTYFOURTH;
-        out[4][l] = (t - 2.0 * b) * TWENTYFOURTH;
-        out[5][l] = c;
+fn lanes(f: impl Fn(usize) -> f32) -> V8 {
+    let mut o = [0.0f32; 8];
+    for (l, ol) in o.iter_mut().enumerate() {
+        *ol = f(l);
     }
-    out
+    o
+}
+
+/// `G (a, b, c)^T` with G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6],
+/// [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]] across eight lanes, each step one vector
+/// operation (the same operations on every lane, whatever the path: the same bits).
+#[inline(always)]
+fn g8(a: V8, b: V8, c: V8) -> [V8; S] {
+    let s = lanes(|l| a[l] + c[l]);
+    let t = lanes(|l| a[l] + 4.0 * c[l]);
+    [
+        lanes(|l| 0.25 * a[l]),
+        lanes(|l| -(s[l] + b[l]) * SIXTH),
+        lanes(|l| -(s[l] - b[l]) * SIXTH),
+        lanes(|l| (t[l] + 2.0 * b[l]) * TWENTYFOURTH),
+        lanes(|l| (t[l] - 2.0 * b[l]) * TWENTYFOURTH),
+        c,
+    ]
 }
 
 /// `B^T d` with B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -268,22 +279,23 @@ impl WinogradFilter {
             #[inline(always)]
             || {
                 for (c, k) in taps.chunks_exact(9 * PANEL).enumerate() {
-                    // (Plain loops and no library closures here: a closure that is not
-                    // inlined is compiled without AVX2.)
-                    let mut t = [[0.0f32; PANEL]; 9];
-                    for (e, te) in t.iter_mut().enumerate() {
-                        te.copy_from_slice(&k[e * PANEL..][..PANEL]);
-                    }
-                    // cols[b][i] = (G g)[i][b], across the panel's rows.
-                    let cols = [
-                        g_lanes(&t[0], &t[3], &t[6]),
-                        g_lanes(&t[1], &t[4], &t[7]),
-                        g_lanes(&t[2], &t[5], &t[8]),
-                    ];
-                    for i in 0..S {
-                        let r = g_lanes(&cols[0][i], &cols[1][i], &cols[2][i]);
-                        for (jj, o) in r.iter().enumerate() {
-                            u[(S * i + jj) * stride + c * PANEL..][..PANEL].copy_from_slice(o);
+                    // Half a panel at a time, each value one register ([`V8`]).
+                    for half in 0..PANEL / 8 {
+                        let tap = |e: usize| -> V8 {
+                            let at = e * PANEL + 8 * half;
+                            k[at..at + 8].try_into().expect("8 lanes")
+                        };
+                        // cols[b][i] = (G g)[i][b].
+                        let c0 = g8(tap(0), tap(3), tap(6));
+                        let c1 = g8(tap(1), tap(4), tap(7));
+                        let c2 = g8(tap(2), tap(5), tap(8));
+                        let at = c * PANEL + 8 * half;
+                        for i in 0..S {
+                            let r = g8(c0[i], c1[i], c2[i]);
+                            for (jj, rv) in r.iter().enumerate() {
+                                let o = (S * i + jj) * stride + at;
+                                u[o..o + 8].copy_from_slice(rv);
+                            }
                         }
                     }
                 }
