@@ -109,17 +109,20 @@ fn lanes(f: impl Fn(usize) -> f32) -> V8 {
 
 /// `G (a, b, c)^T` with G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6],
 /// [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]] across eight lanes, each step one vector
-/// operation (the same operations on every lane, whatever the path: the same bits).
+/// operation (the same operations on every lane, whatever the path: the same bits). The
+/// values are those of `a + 4 c`, `-(s + b) / 6`, `(t + 2 b) / 24` with one rounding per
+/// step; 4 c and 2 b are exact, so the fused multiply-adds round as the separate additions
+/// would (unless 4 c overflows), and `x (-1/6)` is `-(x / 6)` exactly.
 #[inline(always)]
 fn g8(a: V8, b: V8, c: V8) -> [V8; S] {
     let s = lanes(|l| a[l] + c[l]);
-    let t = lanes(|l| a[l] + 4.0 * c[l]);
+    let t = lanes(|l| c[l].mul_add(4.0, a[l]));
     [
         lanes(|l| 0.25 * a[l]),
-        lanes(|l| -(s[l] + b[l]) * SIXTH),
-        lanes(|l| -(s[l] - b[l]) * SIXTH),
-        lanes(|l| (t[l] + 2.0 * b[l]) * TWENTYFOURTH),
-        lanes(|l| (t[l] - 2.0 * b[l]) * TWENTYFOURTH),
+        lanes(|l| (s[l] + b[l]) * -SIXTH),
+        lanes(|l| (s[l] - b[l]) * -SIXTH),
+        lanes(|l| b[l].mul_add(2.0, t[l]) * TWENTYFOURTH),
+        lanes(|l| b[l].mul_add(-2.0, t[l]) * TWENTYFOURTH),
         c,
     ]
 }
