@@ -379,9 +379,9 @@ mod tests {
 
     /// The gradients are the same bits whatever the number of threads (the batch is split
     /// the same way for any pool), so training runs reproduce exactly.
-    #[test]
-    fn backward_is_deterministic_across_thread_counts() {
-        let cfg = UNetConfig {
+    /// An 8 x 8 network with two levels (Winograd at 8 x 8, im2col at 4 x 4).
+    fn small_config() -> UNetConfig {
+        UNetConfig {
             img_channels: 1,
             img_resolution: 8,
             ch: 8,
@@ -389,8 +389,12 @@ mod tests {
             blocks: 1,
             groups: 4,
             sigma_data: 0.5,
-        };
-        let net = UNet::new(&cfg).unwrap();
+        }
+    }
+
+    #[test]
+    fn backward_is_deterministic_across_thread_counts() {
+        let net = UNet::new(&small_config()).unwrap();
         let mut rng = AmbientRng::new(5);
         let mut params = ParamStore::zeros(net.layout());
         for p in params.params.iter_mut() {
@@ -424,17 +428,8 @@ mod tests {
     /// 3x3 convolution of the blocks) and a small one (im2col and the direct convolution).
     #[test]
     fn inference_is_the_bits_of_the_kept_forward_pass() {
-        let small = UNetConfig {
-            img_channels: 1,
-            img_resolution: 8,
-            ch: 8,
-            mult: vec![1, 2],
-            blocks: 1,
-            groups: 4,
-            sigma_data: 0.5,
-        };
         let mut rng = AmbientRng::new(29);
-        for cfg in [UNetConfig::spec_mnist(), small] {
+        for cfg in [UNetConfig::spec_mnist(), small_config()] {
             let net = UNet::new(&cfg).unwrap();
             let mut params = ParamStore::zeros(net.layout());
             for p in params.params.iter_mut() {

@@ -143,28 +143,32 @@ fn bt_col(d: [f32; S]) -> [f32; S] {
     ]
 }
 
-/// [`bt_col`] across `n` channels: `dst[k ds + c] = (B^T d)[k]` with `d[b] = src[b ss + c]`.
+/// The six stretches `src[b ss..b ss + n]`, b < 6 (an array literal, and the destinations
+/// below split by hand: no library closure, which, not inlined, would be compiled without
+/// AVX2).
 #[inline(always)]
-fn bt_pass(src: &[f32], ss: usize, n: usize, dst: &mut [f32], ds: usize) {
-    let (s0, s1, s2) = (&src[..n], &src[ss..ss + n], &src[2 * ss..2 * ss + n]);
-    let (s3, s4, s5) = (
+fn six(src: &[f32], ss: usize, n: usize) -> [&[f32]; S] {
+    [
+        &src[..n],
+        &src[ss..ss + n],
+        &src[2 * ss..2 * ss + n],
         &src[3 * ss..3 * ss + n],
         &src[4 * ss..4 * ss + n],
         &src[5 * ss..5 * ss + n],
-    );
+    ]
+}
+
+/// [`bt_col`] across `n` channels: `dst[k ds + c] = (B^T d)[k]` with `d[b] = src[b ss + c]`.
+#[inline(always)]
+fn bt_pass(src: &[f32], ss: usize, n: usize, dst: &mut [f32], ds: usize) {
+    let [s0, s1, s2, s3, s4, s5] = six(src, ss, n);
     let (d0, rest) = dst.split_at_mut(ds);
     let (d1, rest) = rest.split_at_mut(ds);
     let (d2, rest) = rest.split_at_mut(ds);
     let (d3, rest) = rest.split_at_mut(ds);
     let (d4, d5) = rest.split_at_mut(ds);
-    let (d0, d1, d2, d3, d4, d5) = (
-        &mut d0[..n],
-        &mut d1[..n],
-        &mut d2[..n],
-        &mut d3[..n],
-        &mut d4[..n],
-        &mut d5[..n],
-    );
+    let (d0, d1, d2) = (&mut d0[..n], &mut d1[..n], &mut d2[..n]);
+    let (d3, d4, d5) = (&mut d3[..n], &mut d4[..n], &mut d5[..n]);
     for c in 0..n {
         let r = bt_col([s0[c], s1[c], s2[c], s3[c], s4[c], s5[c]]);
         d0[c] = r[0];
@@ -633,8 +637,8 @@ pub(crate) fn input_transform(
                 #[inline(always)]
                 || {
                     // Along the rows: tmp[(6 a + j) cin + c] = (d_a B)[j].
-                    // (Slices taken one by one and no library closures: a closure that is
-                    // not inlined is compiled without AVX2.)
+                    // (Through `bt_pass`, whose loop calls no library closure: one not
+                    // inlined would be compiled without AVX2.)
                     for a in 0..S {
                         let base = ((TILE * ty + a) * wp + TILE * tx) * cin;
                         let src = &xp_ref[base..base + S * cin];
@@ -746,16 +750,9 @@ fn tile_values(
 }
 
 /// [`at_col`] across `n` rows: `dst[k ds + o] = (A^T m)[k]` with `m[j] = src[j ss + o]`.
-/// (Slices taken one by one and no library closures: a closure that is not inlined is
-/// compiled without AVX2.)
 #[inline(always)]
 fn at_pass(src: &[f32], ss: usize, n: usize, dst: &mut [f32], ds: usize) {
-    let (s0, s1, s2) = (&src[..n], &src[ss..ss + n], &src[2 * ss..2 * ss + n]);
-    let (s3, s4, s5) = (
-        &src[3 * ss..3 * ss + n],
-        &src[4 * ss..4 * ss + n],
-        &src[5 * ss..5 * ss + n],
-    );
+    let [s0, s1, s2, s3, s4, s5] = six(src, ss, n);
     let (d0, rest) = dst.split_at_mut(ds);
     let (d1, rest) = rest.split_at_mut(ds);
     let (d2, d3) = rest.split_at_mut(ds);
