@@ -33,8 +33,10 @@ pub struct GatedConv {
     gate: usize,
     bias: usize,
     /// The forward pass's Winograd filters, [`WinogradFilter::gated`] of the parameters:
-    /// taps only for fewer samples than workers (a restoration), whole for batches.
+    /// taps only, for fewer samples than workers (a restoration, whose products transform
+    /// them panel by panel) ...
     forward_filters: FilterCache,
+    /// ... and with their whole transform, for batches.
     forward_whole: FilterCache,
     /// The input gradient's, [`WinogradFilter::adjoint`] of the stacked parameters.
     adjoint_filters: FilterCache,
