@@ -214,6 +214,9 @@ impl UNet {
     ) -> (Array4<f32>, Option<ForwardCache>) {
         // On a worker of the pool: the layers' parallel regions then fork and join between
         // workers, instead of each being sent to the pool from outside and waited for.
+        if !keep && f_in.dim().0 < crate::nn::threads() {
+            return self.run_layers(params, f_in, c_noise, keep);
+        }
         rayon::scope(|_| self.run_layers(params, f_in, c_noise, keep))
     }
 

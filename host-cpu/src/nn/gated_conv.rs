@@ -16,7 +16,7 @@ use super::im2col::{col2im, im2col};
 use super::silu::sigmoid;
 use super::simd;
 use super::winograd::{self, WinogradFilter};
-use super::{accumulate, param_index};
+use super::{accumulate, param_index, team};
 use crate::frozen::frozen_id;
 use crate::params::ParamStore;
 use ndarray::Array4;
@@ -257,10 +257,6 @@ impl GatedConv {
             None => 1,
         };
         let mut out = Array4::<f32>::zeros((n, cout, h, w));
-        let outs = out
-            .as_slice_mut()
-            .unwrap()
-            .par_chunks_mut(per_group * cout * hw);
         // Samples i0.. (o.len() / (cout hw) of them).
         let group = |i0: usize, o: &mut [f32], z: Option<&mut [f32]>| {
             let gs = o.len() / (cout * hw);
@@ -409,7 +405,9 @@ impl GatedConv {
                         if par && blocks == 1 {
                             // A single block (`out_conv`: one channel): the main and the gate
                             // convolution on two workers.
-                            rayon::join(|| conv(&wt[ws.clone()], zw), || conv(&gt[ws.clone()], zg));
+                            let pair =
+                                vec![(&wt[ws.clone()], &mut **zw), (&gt[ws.clone()], &mut **zg)];
+                            team::for_each(pair, |(kern, z)| conv(kern, z));
                         } else {
                             conv(&wt[ws.clone()], zw);
                             conv(&gt[ws], zg);
@@ -491,7 +489,7 @@ impl GatedConv {
                 }
             }
             if par {
-                items.into_par_iter().for_each(run_block);
+                team::for_each(items, run_block);
             } else {
                 items.into_iter().for_each(run_block);
             }
@@ -507,16 +505,18 @@ impl GatedConv {
             });
         };
         let stride = per_group * cout * hw;
+        let outs = out.as_slice_mut().unwrap().chunks_mut(stride);
         match keep {
             Some(z) => {
                 assert_eq!(z.dim(), (n, 2 * cout, h, w), "GatedConv: cache shape");
-                outs.zip(z.as_slice_mut().unwrap().par_chunks_mut(2 * stride))
-                    .enumerate()
-                    .for_each(|(g, (o, zi))| group(g * per_group, o, Some(zi)));
+                let zs = z.as_slice_mut().unwrap().chunks_mut(2 * stride);
+                team::for_each(outs.zip(zs).enumerate().collect(), |(g, (o, zi))| {
+                    group(g * per_group, o, Some(zi))
+                });
             }
-            None => outs
-                .enumerate()
-                .for_each(|(g, o)| group(g * per_group, o, None)),
+            None => team::for_each(outs.enumerate().collect(), |(g, o)| {
+                group(g * per_group, o, None)
+            }),
         }
         out
     }
@@ -803,9 +803,8 @@ fn im2col_par(x: &[f32], cin: usize, h: usize, w: usize, k: usize, col: &mut [f3
         return im2col(x, cin, h, w, k, col, h * w);
     }
     let hw = h * w;
-    col.par_chunks_mut(k * k * hw)
-        .zip(x.par_chunks(hw))
-        .for_each(|(cc, xc)| im2col(xc, 1, h, w, k, cc, hw));
+    let planes = col.chunks_mut(k * k * hw).zip(x.chunks(hw));
+    team::for_each(planes.collect(), |(cc, xc)| im2col(xc, 1, h, w, k, cc, hw));
 }
 
 impl Accum {

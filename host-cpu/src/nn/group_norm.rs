@@ -6,7 +6,7 @@
 
 use super::silu::sigmoid;
 use super::simd;
-use super::{accumulate, param_index};
+use super::{accumulate, param_index, team};
 use crate::params::ParamStore;
 use ndarray::Array4;
 use rayon::prelude::*;
@@ -153,19 +153,17 @@ impl GroupNorm {
         let beta = &params.params[self.bias].data;
         let cpg = c / self.groups;
         let mut k = vec![[0.0f32; 4]; n * c];
-        k.par_chunks_mut(cpg)
-            .zip(xs.par_chunks(cpg * h * w))
-            .enumerate()
-            .for_each(|(gi, (kg, src))| {
-                let (m, r) = simd::dispatch(
-                    #[inline(always)]
-                    || group_statistics(src, h * w),
-                );
-                let c0 = (gi % self.groups) * cpg;
-                for (j, kc) in kg.iter_mut().enumerate() {
-                    *kc = [m, r, gamma[c0 + j], beta[c0 + j]];
-                }
-            });
+        let items = k.chunks_mut(cpg).zip(xs.chunks(cpg * h * w)).enumerate();
+        team::for_each(items.collect(), |(gi, (kg, src))| {
+            let (m, r) = simd::dispatch(
+                #[inline(always)]
+                || group_statistics(src, h * w),
+            );
+            let c0 = (gi % self.groups) * cpg;
+            for (j, kc) in kg.iter_mut().enumerate() {
+                *kc = [m, r, gamma[c0 + j], beta[c0 + j]];
+            }
+        });
         k
     }
 
@@ -224,16 +222,17 @@ impl GroupNorm {
                 },
             )
         };
-        let outs = out.as_slice_mut().unwrap().par_chunks_mut(glen);
+        let outs = out.as_slice_mut().unwrap().chunks_mut(glen);
         if keep {
             let mut xhat = Array4::<f32>::zeros((n, c, h, w));
-            outs.zip(xhat.as_slice_mut().unwrap().par_chunks_mut(glen))
-                .zip(rstd.par_iter_mut())
-                .enumerate()
-                .for_each(|(gi, ((o, xh), r))| *r = group(gi, o, Some(xh)));
+            let xhs = xhat.as_slice_mut().unwrap().chunks_mut(glen);
+            let items = outs.zip(xhs).zip(rstd.iter_mut()).enumerate();
+            team::for_each(items.collect(), |(gi, ((o, xh), r))| {
+                *r = group(gi, o, Some(xh))
+            });
             (out, Some(GroupNormCache { xhat, rstd, silu }))
         } else {
-            outs.enumerate().for_each(|(gi, o)| {
+            team::for_each(outs.enumerate().collect(), |(gi, o)| {
                 group(gi, o, None);
             });
             (out, None)

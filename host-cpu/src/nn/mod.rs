@@ -17,6 +17,7 @@ pub mod resample;
 pub mod resblock;
 pub mod silu;
 pub(crate) mod simd;
+pub(crate) mod team;
 pub mod winograd;
 
 use crate::params::ParamStore;

@@ -3,8 +3,8 @@
 //! to the factor 4, which is how their backward passes are written. Planes (sample, channel)
 //! are processed in parallel.
 
+use super::team;
 use ndarray::Array4;
-use rayon::prelude::*;
 
 /// `out[y, x] = f(x[2y, 2x], x[2y, 2x+1], x[2y+1, 2x], x[2y+1, 2x+1])` for every plane.
 fn reduce_2x2(x: &Array4<f32>, f: impl Fn(f32, f32, f32, f32) -> f32 + Sync) -> Array4<f32> {
@@ -17,18 +17,19 @@ fn reduce_2x2(x: &Array4<f32>, f: impl Fn(f32, f32, f32, f32) -> f32 + Sync) -> 
     let xs = x.as_slice().unwrap();
     let (ho, wo) = (h / 2, w / 2);
     let mut out = Array4::<f32>::zeros((n, c, ho, wo));
-    out.as_slice_mut()
+    let planes = out
+        .as_slice_mut()
         .unwrap()
-        .par_chunks_mut(ho * wo)
-        .zip(xs.par_chunks(h * w))
-        .for_each(|(o, p)| {
-            for y in 0..ho {
-                let (r0, r1) = (&p[2 * y * w..][..w], &p[(2 * y + 1) * w..][..w]);
-                for (xo, ov) in o[y * wo..(y + 1) * wo].iter_mut().enumerate() {
-                    *ov = f(r0[2 * xo], r0[2 * xo + 1], r1[2 * xo], r1[2 * xo + 1]);
-                }
+        .chunks_mut(ho * wo)
+        .zip(xs.chunks(h * w));
+    team::for_each(planes.collect(), |(o, p)| {
+        for y in 0..ho {
+            let (r0, r1) = (&p[2 * y * w..][..w], &p[(2 * y + 1) * w..][..w]);
+            for (xo, ov) in o[y * wo..(y + 1) * wo].iter_mut().enumerate() {
+                *ov = f(r0[2 * xo], r0[2 * xo + 1], r1[2 * xo], r1[2 * xo + 1]);
             }
-        });
+        }
+    });
     out
 }
 
@@ -39,18 +40,19 @@ fn expand_2x2(x: &Array4<f32>, f: impl Fn(f32) -> f32 + Sync) -> Array4<f32> {
     let xs = x.as_slice().unwrap();
     let (ho, wo) = (2 * h, 2 * w);
     let mut out = Array4::<f32>::zeros((n, c, ho, wo));
-    out.as_slice_mut()
+    let planes = out
+        .as_slice_mut()
         .unwrap()
-        .par_chunks_mut(ho * wo)
-        .zip(xs.par_chunks(h * w))
-        .for_each(|(o, p)| {
-            for (yo, row) in o.chunks_mut(wo).enumerate() {
-                let src = &p[(yo / 2) * w..][..w];
-                for (xo, ov) in row.iter_mut().enumerate() {
-                    *ov = f(src[xo / 2]);
-                }
+        .chunks_mut(ho * wo)
+        .zip(xs.chunks(h * w));
+    team::for_each(planes.collect(), |(o, p)| {
+        for (yo, row) in o.chunks_mut(wo).enumerate() {
+            let src = &p[(yo / 2) * w..][..w];
+            for (xo, ov) in row.iter_mut().enumerate() {
+                *ov = f(src[xo / 2]);
             }
-        });
+        }
+    });
     out
 }
 

@@ -10,13 +10,10 @@ pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp_f32(-x))
 }
 
-/// SiLU element-wise.
+/// SiLU element-wise, on the calling thread (the noise embedding's few values: a parallel
+/// loop would cost more than it saves).
 pub fn silu<D: Dimension>(x: &Array<f32, D>) -> Array<f32, D> {
-    let mut out = Array::zeros(x.raw_dim());
-    Zip::from(&mut out)
-        .and(x)
-        .par_for_each(|o, &v| *o = v * sigmoid(v));
-    out
+    x.mapv(|v| v * sigmoid(v))
 }
 
 /// dL/dx of `SiLU` at the pre-activation `x`, given dL/dSiLU(x).

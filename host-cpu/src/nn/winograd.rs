@@ -20,8 +20,7 @@
 
 use super::group_norm::{norm_silu, SiluNormConstants};
 use super::silu::sigmoid;
-use super::simd;
-use rayon::prelude::*;
+use super::{simd, team};
 
 /// Side of a transformed tile.
 const S: usize = 6;
@@ -480,9 +479,8 @@ fn for_chunks<B>(
     f: impl Fn(&mut B, usize, &mut [f32]) + Sync + Send,
 ) {
     if par {
-        data.par_chunks_mut(len)
-            .enumerate()
-            .for_each_init(init, |b, (i, c)| f(b, i, c));
+        let chunks = data.chunks_mut(len).enumerate().collect();
+        team::for_each_init(chunks, init, |b, (i, c)| f(b, i, c));
     } else {
         let mut b = init();
         data.chunks_mut(len)
