@@ -212,8 +212,10 @@ impl UNet {
         c_noise: &[f32],
         keep: bool,
     ) -> (Array4<f32>, Option<ForwardCache>) {
-        // On a worker of the pool: the layers' parallel regions then fork and join between
-        // workers, instead of each being sent to the pool from outside and waited for.
+        // Fewer samples than workers and nothing kept (a restoration): on this thread, the
+        // layers' parallel regions going to the spinning team (`nn::team`). Else on a worker
+        // of the pool: the regions then fork and join between workers, instead of each being
+        // sent to the pool from outside and waited for.
         if !keep && f_in.dim().0 < crate::nn::threads() {
             return self.run_layers(params, f_in, c_noise, keep);
         }

@@ -4,11 +4,11 @@
 //! restoration runs its layers on the caller's thread (about 70 parallel regions a pass of the
 //! spec network, 2 ms in all), a team of helper threads that spin between regions takes the
 //! items instead. Rayon's idle workers go to sleep within microseconds, and on this project's
-//! 2-core VM waking a sleeping worker (a halted virtual CPU) is sometimes slow: the same
-//! restoration then took 2.9-3.3 ms through rayon against 2.4-3.2 ms with the team, blocks
-//! interleaved; when it is fast both take 2.0-2.1 ms (16 interleaved pairs of 150-call
-//! blocks: median ratio 1.05 in the team's favour, medians 2.21 and 2.08 ms). PyTorch's OpenMP
-//! threads spin the same way.
+//! 2-core VM waking a sleeping worker (a halted virtual CPU) is sometimes slow. 16
+//! interleaved pairs of 150-call blocks of one restoration, rayon against the team: median
+//! ratio 1.05 in the team's favour (medians 2.21 and 2.08 ms); equal where both ran fast
+//! (2.02/2.03, 2.08/2.08 ms), better where rayon was slow (2.90/2.14, 2.55/2.03 ms). PyTorch's
+//! OpenMP threads spin the same way.
 //!
 //! The team: `threads() - 1` helpers (rayon's thread count when first used), one region at a
 //! time. The caller publishes the region's work and bumps an epoch; every helper, spinning
