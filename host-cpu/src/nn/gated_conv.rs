@@ -223,8 +223,9 @@ impl GatedConv {
             &params.params[self.gate].data,
         );
         let wino = winograd::suits(k, h, w, 2 * cout, cin).then(|| {
-            // Either gives the same products; the whole transform pays off over many tiles.
-            let whole = n >= super::threads();
+            // Either gives the same products; the whole transform pays off over many tiles
+            // (a batch), and on small layers ([`winograd::WHOLE_TILES`]).
+            let whole = n >= super::threads() || winograd::tiles(h, w) <= winograd::WHOLE_TILES;
             let cache = match whole {
                 true => &self.forward_whole,
                 false => &self.forward_filters,
@@ -274,7 +275,7 @@ impl GatedConv {
                     let dst = normed[..xg.len()].chunks_exact_mut(cin * hw);
                     for (si, (xi, di)) in xg.chunks_exact(cin * hw).zip(dst).enumerate() {
                         let k = pre_of(si).expect("constants");
-                        simd::dispatch(
+                        simd::dispatch_wide(
                             #[inline(always)]
                             || {
                                 let planes = xi.chunks_exact(hw).zip(di.chunks_exact_mut(hw));
@@ -755,7 +756,7 @@ struct BlockEpilogue<'a> {
 /// `o = zw * sigmoid(zg) + b` per channel (`hw` values each), leaving `sigmoid(zg)` in `zg`,
 /// then the epilogue.
 fn gate(o: &mut [f32], zw: &[f32], zg: &mut [f32], bias: &[f32], e: &BlockEpilogue, hw: usize) {
-    simd::dispatch(
+    simd::dispatch_wide(
         #[inline(always)]
         || gate_portable(o, zw, zg, bias, e, hw),
     )

@@ -186,7 +186,7 @@ impl GroupNorm {
         let mut rstd = vec![0.0f32; n * self.groups];
         // One group: statistics, then out (and xhat when kept); returns 1/sqrt(var + eps).
         let group = |gi: usize, o: &mut [f32], mut xh: Option<&mut [f32]>| -> f32 {
-            simd::dispatch(
+            simd::dispatch_wide(
                 #[inline(always)]
                 || {
                     let src = &xs[gi * glen..(gi + 1) * glen];

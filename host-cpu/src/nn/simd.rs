@@ -3,6 +3,13 @@
 //! changes the instructions, never the arithmetic: Rust does not fuse a multiply and an add
 //! unless asked (`mul_add`), so every lane rounds as the portable code does and the results
 //! are the same bits on either path (tested here and by every test that runs the layers).
+//! [`dispatch_wide`] compiles a loop for AVX-512 instead, where the CPU has it, with the same
+//! guarantee: for the element-wise loops whose sigmoids are long chains of dependent
+//! operations (the gates, SiLU(GroupNorm), the Winograd transform passes), twice the lanes
+//! per instruction. A loop of SiLU(GroupNorm) values took 1.06 ns a value with AVX2 and 0.55
+//! with AVX-512 on this project's Zen 4 VM. The register-tiled kernels (the Winograd
+//! products and filter transform, written for 8-lane registers) stay on [`dispatch`]: with
+//! every loop on AVX-512 a restoration took 2.5 ms against 2.0.
 //! The only `unsafe` outside the GEMM call.
 
 /// Whether the AVX2 + FMA path is taken (checked once; `std` caches the CPUID answer).
@@ -22,6 +29,29 @@ pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
         // at run time just above); it does nothing else than call `f`.
         return unsafe { with_avx2(f) };
     }
+    f()
+}
+
+/// `f()` as [`dispatch`] runs it, but compiled for AVX-512 (F) where the CPU has it, else
+/// for AVX2 + FMA where it has those.
+#[inline(always)]
+pub(crate) fn dispatch_wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() && !portable_forced() {
+        // SAFETY: as in `dispatch`, for AVX-512.
+        return unsafe { with_avx512(f) };
+    }
+    dispatch(f)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::is_x86_feature_detected!("avx512f") && has_avx2()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 

@@ -78,6 +78,15 @@ pub(crate) struct WinogradFilter {
     u: Vec<f32>,
 }
 
+/// Layers of at most this many tiles (7 x 7 and smaller) keep their whole transform even for
+/// one image, when the products would otherwise transform their panels on the fly: over
+/// 4 tiles, a panel's transform (about 3 ns a row and channel) costs as much as its
+/// products (36 x 4 multiply-adds), and the spec network's 7 x 7 layers hold 8.3 MB of
+/// transformed filters, which a pass reads once. Interleaved pairs of 150-call restorations,
+/// taps everywhere against whole at 7 x 7: median ratio 1.04-1.07 in the second's favour
+/// (10 and 12 pairs); whole at 14 x 14 as well (another 5.3 MB): 0.95 (8 pairs), worse.
+pub(crate) const WHOLE_TILES: usize = 4;
+
 /// Rows per panel of the filter: two AVX2 registers.
 const PANEL: usize = 16;
 
@@ -596,7 +605,7 @@ pub(crate) fn input_transform(
         par,
         || (),
         |_, yp, dst| {
-            simd::dispatch(
+            simd::dispatch_wide(
                 #[inline(always)]
                 || {
                     dst.fill(0.0);
@@ -631,7 +640,7 @@ pub(crate) fn input_transform(
         || vec![0.0f32; P * cin],
         |tmp, k, vk| {
             let (ty, tx) = (k / tw, k % tw);
-            simd::dispatch(
+            simd::dispatch_wide(
                 #[inline(always)]
                 || {
                     // Along the rows: tmp[(6 a + j) cin + c] = (d_a B)[j].
@@ -766,7 +775,7 @@ fn at_pass(src: &[f32], ss: usize, n: usize, dst: &mut [f32], ds: usize) {
 
 /// Length of [`output_transform_gated`]'s scratch for `cout` output channels.
 pub(crate) fn gated_buf_len(cout: usize) -> usize {
-    output_buf_len(2 * cout) + TILE * TILE * cout
+    output_buf_len(2 * cout) + 2 * TILE * TILE * cout
 }
 
 /// The output stage of a gated convolution when nothing is kept (inference), fused: per
@@ -802,38 +811,52 @@ pub(crate) fn output_transform_gated(
     assert_eq!(out.len(), cout * hw, "winograd: output size");
     assert!(add.is_none_or(|a| a.len() == cout), "winograd: addend size");
     assert!(buf.len() >= gated_buf_len(cout), "winograd: output scratch");
-    simd::dispatch(
+    simd::dispatch_wide(
         #[inline(always)]
         || {
             let (s, rest) = buf.split_at_mut(4 * S * nr);
-            let (y, g) = rest.split_at_mut(TILE * TILE * nr);
+            let (y, rest) = rest.split_at_mut(TILE * TILE * nr);
+            let (a, g) = rest.split_at_mut(TILE * TILE * cout);
+            let g = &mut g[..TILE * TILE * cout];
+            let bias = &bias[..cout];
+            let groups = cout / grp;
             for ty in 0..th {
                 for tx in 0..tw {
                     tile_values(m, rs, 0, nr, k.start + ty * tw + tx, tt, s, y);
-                    // g[(4 p + q) cout + c]: channel c of the gated tile, in runs of `grp`
-                    // channels (contiguous: the loops vectorise across the channels).
-                    for (yv, gq) in y.chunks_exact(nr).zip(g.chunks_exact_mut(cout)) {
-                        let runs = yv.chunks_exact(2 * grp).zip(gq.chunks_exact_mut(grp));
-                        for (gi, (yg, dst)) in runs.enumerate() {
-                            let (a, gt) = yg.split_at(grp);
-                            let b = &bias[gi * grp..(gi + 1) * grp];
-                            for (((d, &av), &gv), &bv) in dst.iter_mut().zip(a).zip(gt).zip(b) {
-                                *d = av * sigmoid(gv) + bv;
-                            }
-                            if let Some(add) = add {
-                                let ad = &add[gi * grp..(gi + 1) * grp];
-                                dst.iter_mut().zip(ad).for_each(|(d, &v)| *d += v);
-                            }
+                    // a and g [(4 p + q) cout + c]: channel c's main and gate values at
+                    // (p, q) of the tile, out of the rows' groups into channel order; the
+                    // sigmoids then run over all the tile's gate values at once (one long
+                    // loop of whole vectors), and the gating over each position's channels.
+                    for pos in 0..TILE * TILE {
+                        let yv = &y[pos * nr..][..nr];
+                        let ap = &mut a[pos * cout..][..cout];
+                        let gp = &mut g[pos * cout..][..cout];
+                        for gi in 0..groups {
+                            let (c0, r0) = (gi * grp, 2 * gi * grp);
+                            ap[c0..c0 + grp].copy_from_slice(&yv[r0..r0 + grp]);
+                            gp[c0..c0 + grp].copy_from_slice(&yv[r0 + grp..r0 + 2 * grp]);
+                        }
+                    }
+                    for v in g.iter_mut() {
+                        *v = sigmoid(*v);
+                    }
+                    for (ap, gp) in a.chunks_exact_mut(cout).zip(g.chunks_exact(cout)) {
+                        for ((d, &gv), &bv) in ap.iter_mut().zip(gp).zip(bias) {
+                            *d = *d * gv + bv;
+                        }
+                        if let Some(add) = add {
+                            ap.iter_mut().zip(add).for_each(|(d, &v)| *d += v);
                         }
                     }
                     let ox = TILE * tx;
                     let nq = TILE.min(w - ox);
-                    for p in 0..TILE.min(h - TILE * ty) {
-                        let row = (TILE * ty + p) * w + ox;
-                        for q in 0..nq {
-                            let gq = &g[(TILE * p + q) * cout..][..cout];
-                            for (c, &v) in gq.iter().enumerate() {
-                                out[c * hw + row + q] = v;
+                    let np = TILE.min(h - TILE * ty);
+                    for (c, oc) in out.chunks_exact_mut(hw).enumerate() {
+                        for p in 0..np {
+                            let row = (TILE * ty + p) * w + ox;
+                            let dst = &mut oc[row..row + nq];
+                            for (q, d) in dst.iter_mut().enumerate() {
+                                *d = a[(TILE * p + q) * cout + c];
                             }
                         }
                     }
