@@ -18,6 +18,7 @@ pub mod resblock;
 pub mod silu;
 pub(crate) mod simd;
 pub(crate) mod team;
+pub(crate) mod transpose;
 pub mod winograd;
 
 use crate::params::ParamStore;

@@ -10,12 +10,19 @@
 //! with AVX-512 on this project's Zen 4 VM. The register-tiled kernels (the Winograd
 //! products and filter transform, written for 8-lane registers) stay on [`dispatch`]: with
 //! every loop on AVX-512 a restoration took 2.5 ms against 2.0.
-//! The only `unsafe` outside the GEMM call.
+//! With `nn::transpose`'s AVX block, the only `unsafe` outside the GEMM call.
 
 /// Whether the AVX2 + FMA path is taken (checked once; `std` caches the CPUID answer).
 #[cfg(target_arch = "x86_64")]
 fn has_avx2() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// Whether AVX moves may be used (`nn::transpose`): the CPU has AVX and no test forces the
+/// portable path.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx() -> bool {
+    std::is_x86_feature_detected!("avx") && !portable_forced()
 }
 
 /// `f()`, compiled for AVX2 + FMA where the CPU supports them. `f` and what it inlines are

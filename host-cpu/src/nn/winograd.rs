@@ -20,7 +20,7 @@
 
 use super::group_norm::{norm_silu, SiluNormConstants};
 use super::silu::sigmoid;
-use super::{simd, team};
+use super::{simd, team, transpose};
 
 /// Side of a transformed tile.
 const S: usize = 6;
@@ -611,12 +611,7 @@ pub(crate) fn input_transform(
                     dst.fill(0.0);
                     if (1..=h).contains(&yp) {
                         let y = yp - 1;
-                        for (c, xc) in x.chunks_exact(h * w).enumerate() {
-                            let row = &xc[y * w..(y + 1) * w];
-                            for (xx, &val) in row.iter().enumerate() {
-                                dst[(xx + 1) * cin + c] = val;
-                            }
-                        }
+                        lay_out_row(x, cin, h, w, y, &mut dst[cin..(w + 1) * cin]);
                         // Normalised where laid out, across the channels (a loop that
                         // vectorises, where a row of one channel is short).
                         if let Some([m, r, g, b]) = &soa {
@@ -665,6 +660,27 @@ pub(crate) fn input_transform(
             *slot = xp;
         }
     });
+}
+
+/// Row `y` of `x` [cin, h, w] channels-last: `dst[xx cin + c] = x[c][y][xx]`, in 8 x 8
+/// blocks (channels by pixels) where whole, one value at a time at the edges.
+#[inline(always)]
+fn lay_out_row(x: &[f32], cin: usize, h: usize, w: usize, y: usize, dst: &mut [f32]) {
+    let hw = h * w;
+    let (cb, xb) = (cin / 8 * 8, w / 8 * 8);
+    for c0 in (0..cb).step_by(8) {
+        for x0 in (0..xb).step_by(8) {
+            let src = &x[c0 * hw + y * w + x0..];
+            transpose::block8(src, hw, &mut dst[x0 * cin + c0..], cin);
+        }
+    }
+    for (c, xc) in x.chunks_exact(hw).enumerate() {
+        let row = &xc[y * w..(y + 1) * w];
+        let xs = if c < cb { xb } else { 0 };
+        for (xx, &val) in row.iter().enumerate().skip(xs) {
+            dst[xx * cin + c] = val;
+        }
+    }
 }
 
 thread_local! {
@@ -851,6 +867,23 @@ pub(crate) fn output_transform_gated(
                     let ox = TILE * tx;
                     let nq = TILE.min(w - ox);
                     let np = TILE.min(h - TILE * ty);
+                    if np == TILE && nq == TILE && cout.is_multiple_of(8) {
+                        // Whole tiles: 8 positions (two rows of the tile) by 8 channels at
+                        // a time, each channel's two rows of 4 then stored.
+                        let mut t8 = [0.0f32; 64];
+                        for c0 in (0..cout).step_by(8) {
+                            for half in 0..2 {
+                                transpose::block8(&a[8 * half * cout + c0..], cout, &mut t8, 8);
+                                let r0 = (TILE * ty + 2 * half) * w + ox;
+                                for (j, tj) in t8.chunks_exact(8).enumerate() {
+                                    let oc = &mut out[(c0 + j) * hw..(c0 + j + 1) * hw];
+                                    oc[r0..r0 + TILE].copy_from_slice(&tj[..TILE]);
+                                    oc[r0 + w..r0 + w + TILE].copy_from_slice(&tj[TILE..]);
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     for (c, oc) in out.chunks_exact_mut(hw).enumerate() {
                         for p in 0..np {
                             let row = (TILE * ty + p) * w + ox;
