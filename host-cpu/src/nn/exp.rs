@@ -14,7 +14,12 @@ const ROUND_BITS: u32 = 0x4B40_0000;
 /// `exp(x)`, with `x` clamped to [-87, 88] (so that `2^n` stays a normal number): below,
 /// the result is exp(-87) ~ 1.6e-38 instead of something smaller; above, exp(88) ~ 1.7e38.
 /// NaN gives NaN. Only comparisons, selects, float and integer arithmetic: no branches and no
-/// float-to-int conversion, so loops over it vectorise.
+/// float-to-int conversion, so loops over it vectorise. The reduction and the polynomial are
+/// fused multiply-adds (`mul_add`): single instructions inside `simd::dispatch`, where every
+/// loop over it runs, and a library call (the same bits, slowly) elsewhere. Against separate
+/// multiplies and adds, a loop of SiLU(GroupNorm) values took 0.42 instead of 0.55 ns a
+/// value (AVX-512; 0.75 instead of 1.06 with AVX2), and a restoration about 2% less (12
+/// interleaved pairs: medians 1.61 and 1.575 ms); the values differ in their last bits.
 #[inline(always)]
 #[allow(clippy::manual_clamp)] // f32::clamp's NaN handling kept the loops scalar
 pub fn exp_f32(x: f32) -> f32 {
@@ -25,18 +30,18 @@ pub fn exp_f32(x: f32) -> f32 {
     } else {
         x
     };
-    let t = x * LOG2_E + ROUND;
+    let t = x.mul_add(LOG2_E, ROUND);
     let n = t - ROUND;
     // 2^n from the integer n held in t's low bits.
     let scale = f32::from_bits((t.to_bits().wrapping_sub(ROUND_BITS).wrapping_add(127)) << 23);
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
     let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5; // Cephes' 5.0000001201e-1, which rounds to 0.5 in f32
-    let e = p * r * r + r + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let e = (p * r).mul_add(r, r + 1.0);
     e * scale
 }
 
