@@ -7,8 +7,9 @@ use crate::nn::concat::{concat_channels, split_channels};
 use crate::nn::embedding::{EmbeddingCache, NoiseEmbedding};
 use crate::nn::gated_conv::{GatedConv, GatedConvCache};
 use crate::nn::group_norm::{GroupNorm, GroupNormCache};
+use crate::nn::recycle::recycle;
 use crate::nn::resample::{
-    avg_pool_2x2, avg_pool_2x2_backward, upsample_nearest_2x, upsample_nearest_2x_backward,
+    avg_pool_2x2, avg_pool_2x2_backward, upsample_concat, upsample_nearest_2x_backward,
 };
 use crate::nn::resblock::{ResBlock, ResBlockCache};
 use crate::params::{spec_layout, ParamStore};
@@ -245,43 +246,56 @@ impl UNet {
         } else {
             (self.in_conv.forward_inference(params, f_in), None)
         };
+        // Inference gives each activation back once it is consumed (`nn::recycle`).
+        let done = |a: Array4<f32>| {
+            if !keep {
+                recycle(a);
+            }
+        };
         let mut enc_caches = Vec::new();
         let mut skips = Vec::new();
         for l in 0..levels {
             let mut caches = Vec::new();
             for b in &self.enc[l] {
                 let (y, c) = block(b, &x);
-                x = y;
+                done(std::mem::replace(&mut x, y));
                 caches.extend(c);
             }
             enc_caches.push(caches);
+            // The last level's skip is the middle block's input, kept below.
             if l < levels - 1 {
                 let pooled = avg_pool_2x2(&x);
-                skips.push(x);
-                x = pooled;
-            } else {
-                skips.push(x.clone());
+                skips.push(std::mem::replace(&mut x, pooled));
             }
         }
         let (y, mid_cache) = block(&self.mid, &x);
-        x = y;
+        skips.push(std::mem::replace(&mut x, y));
         let mut dec_caches: Vec<Vec<ResBlockCache>> = vec![Vec::new(); levels];
         let mut cat_channels = vec![0; levels];
+        // Whether x is the level below's output, still to be upsampled.
+        let mut up = false;
         for l in (0..levels).rev() {
             cat_channels[l] = x.dim().1;
-            x = concat_channels(&x, &skips.pop().expect("one skip per level"));
+            let skip = skips.pop().expect("one skip per level");
+            let cat = match up {
+                true => upsample_concat(&x, &skip),
+                false => concat_channels(&x, &skip),
+            };
+            done(std::mem::replace(&mut x, cat));
+            done(skip);
             for b in &self.dec[l] {
                 let (y, c) = block(b, &x);
-                x = y;
+                done(std::mem::replace(&mut x, y));
                 dec_caches[l].extend(c);
             }
-            if l > 0 {
-                x = upsample_nearest_2x(&x);
-            }
+            up = l > 0;
         }
         if !keep {
             let a = self.out_norm.forward_silu_inference(params, &x);
-            return (self.out_conv.forward_inference(params, &a), None);
+            let f = self.out_conv.forward_inference(params, &a);
+            recycle(a);
+            recycle(x);
+            return (f, None);
         }
         let (a, out_norm) = self.out_norm.forward_silu(params, &x);
         let (f, out_conv) = self.out_conv.forward_owned(params, a);

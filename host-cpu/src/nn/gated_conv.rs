@@ -16,7 +16,7 @@ use super::im2col::{col2im, im2col};
 use super::silu::sigmoid;
 use super::simd;
 use super::winograd::{self, WinogradFilter};
-use super::{accumulate, param_index, team};
+use super::{accumulate, param_index, recycle, team};
 use crate::frozen::frozen_id;
 use crate::params::ParamStore;
 use ndarray::Array4;
@@ -257,7 +257,8 @@ impl GatedConv {
             }
             None => 1,
         };
-        let mut out = Array4::<f32>::zeros((n, cout, h, w));
+        // Every value is written below, on every path.
+        let mut out = recycle::overwritten((n, cout, h, w));
         // Samples i0.. (o.len() / (cout hw) of them).
         let group = |i0: usize, o: &mut [f32], z: Option<&mut [f32]>| {
             let gs = o.len() / (cout * hw);

@@ -6,7 +6,7 @@
 
 use super::silu::sigmoid;
 use super::simd;
-use super::{accumulate, param_index, team};
+use super::{accumulate, param_index, recycle, team};
 use crate::params::ParamStore;
 use ndarray::Array4;
 use rayon::prelude::*;
@@ -182,7 +182,7 @@ impl GroupNorm {
         let beta = &params.params[self.bias].data;
         let glen = c / self.groups * h * w;
         let hw = h * w;
-        let mut out = Array4::<f32>::zeros((n, c, h, w));
+        let mut out = recycle::overwritten((n, c, h, w));
         let mut rstd = vec![0.0f32; n * self.groups];
         // One group: statistics, then out (and xhat when kept); returns 1/sqrt(var + eps).
         let group = |gi: usize, o: &mut [f32], mut xh: Option<&mut [f32]>| -> f32 {

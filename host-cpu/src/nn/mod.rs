@@ -13,6 +13,7 @@ pub mod gemm;
 pub mod group_norm;
 pub mod im2col;
 pub mod linear;
+pub(crate) mod recycle;
 pub mod resample;
 pub mod resblock;
 pub mod silu;

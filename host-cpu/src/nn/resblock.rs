@@ -8,6 +8,7 @@
 use super::gated_conv::{Epilogue, GatedConv, GatedConvCache};
 use super::group_norm::{GroupNorm, GroupNormCache};
 use super::linear::Linear;
+use super::recycle::recycle;
 use crate::params::ParamStore;
 use ndarray::{Array2, Array4, Zip};
 use rayon::prelude::*;
@@ -135,8 +136,14 @@ impl ResBlock {
             add: None,
             residual: Some((s.as_ref().unwrap_or(x), FRAC_1_SQRT_2)),
         };
-        self.conv2
-            .forward_inference_normed(params, &h, &k2, &residual)
+        let out = self
+            .conv2
+            .forward_inference_normed(params, &h, &k2, &residual);
+        recycle(h);
+        if let Some(s) = s {
+            recycle(s);
+        }
+        out
     }
 
     /// Adds the block's parameter gradients to `grads` (if given); returns (dL/dx, dL/demb).
