@@ -51,6 +51,14 @@ pub(crate) fn dispatch_wide<R>(f: impl FnOnce() -> R) -> R {
     dispatch(f)
 }
 
+/// Whether [`dispatch_wide`] takes its AVX-512 path (for loops written for its width).
+pub(crate) fn wide() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return has_avx512() && !portable_forced();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 #[cfg(target_arch = "x86_64")]
 fn has_avx512() -> bool {
     std::is_x86_feature_detected!("avx512f") && has_avx2()

@@ -62,8 +62,9 @@ const MIN_DEPTH: usize = 8;
 /// [`WinogradFilter::product`] (one position at a time) also their transforms
 /// `(G g_oc G^T)[xi]` at `u[((xi panels + o / PANEL) cin + c) PANEL + o % PANEL]`.
 ///
-/// [`WinogradFilter::products`] transforms one panel at a time into a scratch of its thread
-/// (at most 295 KB, 36 x 128 channels x 16 rows) and runs every position's products on it
+/// [`WinogradFilter::products`] transforms one panel at a time (two with AVX-512, whose
+/// products take panels in pairs) into a scratch of its thread (295 KB a panel at most, 36 x
+/// 128 channels x 16 rows) and runs every position's products on it
 /// before the next: the transformed filters of the spec network are 15.3 MB, four times its
 /// 3x3 kernels, and do not stay in this 2-core VM's share of the last-level cache from one
 /// pass to the next; the taps are a quarter of that (3.8 MB). Measured for 128 rows, 128 channels and 16
@@ -102,13 +103,11 @@ pub(crate) fn padded(rows: usize) -> usize {
 const SIXTH: f32 = 1.0 / 6.0;
 const TWENTYFOURTH: f32 = 1.0 / 24.0;
 
-/// Eight lanes, one AVX2 register.
-type V8 = [f32; 8];
-
-/// `f` lane by lane over eight lanes (a loop the compiler turns into one vector operation).
+/// `f` lane by lane over N lanes (a loop the compiler turns into one vector operation: 8
+/// lanes an AVX2 register, 16 an AVX-512 one).
 #[inline(always)]
-fn lanes(f: impl Fn(usize) -> f32) -> V8 {
-    let mut o = [0.0f32; 8];
+fn lanes<const N: usize>(f: impl Fn(usize) -> f32) -> [f32; N] {
+    let mut o = [0.0f32; N];
     for (l, ol) in o.iter_mut().enumerate() {
         *ol = f(l);
     }
@@ -116,15 +115,15 @@ fn lanes(f: impl Fn(usize) -> f32) -> V8 {
 }
 
 /// `G (a, b, c)^T` with G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6],
-/// [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]] across eight lanes, each step one vector
+/// [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]] across N lanes, each step one vector
 /// operation (the same operations on every lane, whatever the path: the same bits). The
 /// values are those of `a + 4 c`, `-(s + b) / 6`, `(t + 2 b) / 24` with one rounding per
 /// step; 4 c and 2 b are exact, so the fused multiply-adds round as the separate additions
 /// would (unless 4 c overflows), and `x (-1/6)` is `-(x / 6)` exactly.
 #[inline(always)]
-fn g8(a: V8, b: V8, c: V8) -> [V8; S] {
-    let s = lanes(|l| a[l] + c[l]);
-    let t = lanes(|l| c[l].mul_add(4.0, a[l]));
+fn g_lanes<const N: usize>(a: [f32; N], b: [f32; N], c: [f32; N]) -> [[f32; N]; S] {
+    let s: [f32; N] = lanes(|l| a[l] + c[l]);
+    let t: [f32; N] = lanes(|l| c[l].mul_add(4.0, a[l]));
     [
         lanes(|l| 0.25 * a[l]),
         lanes(|l| (s[l] + b[l]) * -SIXTH),
@@ -133,6 +132,33 @@ fn g8(a: V8, b: V8, c: V8) -> [V8; S] {
         lanes(|l| b[l].mul_add(-2.0, t[l]) * TWENTYFOURTH),
         c,
     ]
+}
+
+/// [`WinogradFilter::panel_transform`] of one panel's `taps` ([cin][9][PANEL]), N of its
+/// rows at a time, each value one register: G down each column of a kernel, then along each
+/// row of the result.
+#[inline(always)]
+fn panel_lanes<const N: usize>(taps: &[f32], u: &mut [f32], stride: usize) {
+    for (c, k) in taps.chunks_exact(9 * PANEL).enumerate() {
+        for part in 0..PANEL / N {
+            let tap = |e: usize| -> [f32; N] {
+                let at = e * PANEL + N * part;
+                k[at..at + N].try_into().expect("N lanes")
+            };
+            // cols[b][i] = (G g)[i][b].
+            let c0 = g_lanes(tap(0), tap(3), tap(6));
+            let c1 = g_lanes(tap(1), tap(4), tap(7));
+            let c2 = g_lanes(tap(2), tap(5), tap(8));
+            let at = c * PANEL + N * part;
+            for i in 0..S {
+                let r = g_lanes(c0[i], c1[i], c2[i]);
+                for (jj, rv) in r.iter().enumerate() {
+                    let o = (S * i + jj) * stride + at;
+                    u[o..o + N].copy_from_slice(rv);
+                }
+            }
+        }
+    }
 }
 
 /// `B^T d` with B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -290,32 +316,19 @@ impl WinogradFilter {
             u.len() >= (P - 1) * stride + cin * PANEL,
             "winograd: panel scratch"
         );
-        simd::dispatch(
-            #[inline(always)]
-            || {
-                for (c, k) in taps.chunks_exact(9 * PANEL).enumerate() {
-                    // Half a panel at a time, each value one register ([`V8`]).
-                    for half in 0..PANEL / 8 {
-                        let tap = |e: usize| -> V8 {
-                            let at = e * PANEL + 8 * half;
-                            k[at..at + 8].try_into().expect("8 lanes")
-                        };
-                        // cols[b][i] = (G g)[i][b].
-                        let c0 = g8(tap(0), tap(3), tap(6));
-                        let c1 = g8(tap(1), tap(4), tap(7));
-                        let c2 = g8(tap(2), tap(5), tap(8));
-                        let at = c * PANEL + 8 * half;
-                        for i in 0..S {
-                            let r = g8(c0[i], c1[i], c2[i]);
-                            for (jj, rv) in r.iter().enumerate() {
-                                let o = (S * i + jj) * stride + at;
-                                u[o..o + 8].copy_from_slice(rv);
-                            }
-                        }
-                    }
-                }
-            },
-        );
+        // A whole panel per register where the CPU has AVX-512 (half the instructions),
+        // else half a panel.
+        if simd::wide() {
+            simd::dispatch_wide(
+                #[inline(always)]
+                || panel_lanes::<PANEL>(taps, u, stride),
+            )
+        } else {
+            simd::dispatch(
+                #[inline(always)]
+                || panel_lanes::<8>(taps, u, stride),
+            )
+        }
     }
 
     /// The products of the output channels `rows` (a range of this filter's rows starting
@@ -350,30 +363,54 @@ impl WinogradFilter {
         PANEL_U.with_borrow_mut(|u| {
             // One cache line more than a position's values between positions: with exactly
             // cin lines (a power of 2), the transform's 36 stores of one channel would all
-            // fall into one set of the first-level cache.
+            // fall into one set of the first-level cache. Two panels' transforms where the
+            // products take panels in pairs, the second P stride on.
             let stride = (cin + 1) * PANEL;
-            grow(u, P * stride);
-            for pp in 0..rp / PANEL {
+            let (panels, pairs) = (rp / PANEL, simd::wide());
+            grow(u, if pairs { 2 } else { 1 } * P * stride);
+            let mut pp = 0;
+            while pp < panels {
+                let two = pairs && pp + 1 < panels;
                 self.panel_transform(rows.start / PANEL + pp, u, stride);
+                if two {
+                    let second = &mut u[P * stride..];
+                    self.panel_transform(rows.start / PANEL + pp + 1, second, stride);
+                }
                 for (xi, mx) in m.chunks_exact_mut(rp * t).enumerate() {
                     let up = &u[xi * stride..][..cin * PANEL];
-                    panel_products(up, v, xi, cin, t, mx, rp, pp * PANEL);
+                    if two {
+                        let up2 = &u[(P + xi) * stride..][..cin * PANEL];
+                        pair_products(up, up2, v, xi, cin, t, mx, rp, pp * PANEL);
+                    } else {
+                        panel_products(up, v, xi, cin, t, mx, rp, pp * PANEL);
+                    }
                 }
+                pp += if two { 2 } else { 1 };
             }
         });
     }
 
     /// Position `xi` of [`WinogradFilter::products`] from the whole transform (a filter
-    /// built `whole`), panel by panel.
+    /// built `whole`), panel by panel (in pairs with AVX-512).
     fn product(&self, xi: usize, rows: std::ops::Range<usize>, v: &[f32], t: usize, m: &mut [f32]) {
         let cin = self.cin;
         let plen = padded(self.rows) * cin;
         let rp = padded(rows.len());
         assert_eq!(self.u.len(), P * plen, "winograd: a whole transform");
         assert_eq!(v.len(), P * t * cin, "winograd: transformed input size");
-        for p in 0..rp / PANEL {
-            let up = &self.u[xi * plen + (rows.start / PANEL + p) * cin * PANEL..][..cin * PANEL];
-            panel_products(up, v, xi, cin, t, m, rp, p * PANEL);
+        let (panels, pairs) = (rp / PANEL, simd::wide());
+        let at = |p: usize| xi * plen + (rows.start / PANEL + p) * cin * PANEL;
+        let mut p = 0;
+        while p < panels {
+            let up = &self.u[at(p)..][..cin * PANEL];
+            if pairs && p + 1 < panels {
+                let up2 = &self.u[at(p + 1)..][..cin * PANEL];
+                pair_products(up, up2, v, xi, cin, t, m, rp, p * PANEL);
+                p += 2;
+            } else {
+                panel_products(up, v, xi, cin, t, m, rp, p * PANEL);
+                p += 1;
+            }
         }
     }
 }
@@ -415,8 +452,83 @@ fn panel_products(
     )
 }
 
+/// [`panel_products`] of two panels at once (rows r0..r0 + 32, `up` and `up2` their
+/// transformed filters): with AVX-512, each tile's 32 accumulators are two registers, and each
+/// value of `v` loaded serves twice the rows. Only where [`simd::wide`] holds.
+#[allow(clippy::too_many_arguments)]
+fn pair_products(
+    up: &[f32],
+    up2: &[f32],
+    v: &[f32],
+    xi: usize,
+    cin: usize,
+    t: usize,
+    m: &mut [f32],
+    rs: usize,
+    r0: usize,
+) {
+    simd::dispatch_wide(
+        #[inline(always)]
+        || {
+            let blocks = t.div_ceil(TB);
+            let mut k0 = 0;
+            for b in 0..blocks {
+                let nt = t / blocks + usize::from(b < t % blocks);
+                let args = (up, up2, v, xi, cin, k0, &mut *m, rs, r0);
+                match nt {
+                    6 => pair_block::<6>(args),
+                    5 => pair_block::<5>(args),
+                    4 => pair_block::<4>(args),
+                    3 => pair_block::<3>(args),
+                    2 => pair_block::<2>(args),
+                    _ => pair_block::<1>(args),
+                }
+                k0 += nt;
+            }
+        },
+    )
+}
+
+/// [`panel_block`] of two panels: `m[(k0 + j) rs + r0 + l]` for l < 32, the first panel's
+/// rows from `up`, the second's from `up2`; each value the same chain of fused multiply-adds
+/// over c in order.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn pair_block<const NT: usize>(
+    (up, up2, v, xi, cin, k0, m, rs, r0): (
+        &[f32],
+        &[f32],
+        &[f32],
+        usize,
+        usize,
+        usize,
+        &mut [f32],
+        usize,
+        usize,
+    ),
+) {
+    let vt: [&[f32]; NT] = std::array::from_fn(|j| &v[((k0 + j) * P + xi) * cin..][..cin]);
+    let (up, up2) = (&up[..cin * PANEL], &up2[..cin * PANEL]);
+    let mut acc = [[0.0f32; 2 * PANEL]; NT];
+    // (c < cin = each vt's length: no bounds checks in the loop.)
+    for c in 0..cin {
+        let mut u = [0.0f32; 2 * PANEL];
+        u[..PANEL].copy_from_slice(&up[c * PANEL..(c + 1) * PANEL]);
+        u[PANEL..].copy_from_slice(&up2[c * PANEL..(c + 1) * PANEL]);
+        for (a, vj) in acc.iter_mut().zip(&vt) {
+            let b = vj[c];
+            for (al, &ul) in a.iter_mut().zip(&u) {
+                *al = ul.mul_add(b, *al);
+            }
+        }
+    }
+    for (j, a) in acc.iter().enumerate() {
+        m[(k0 + j) * rs + r0..][..2 * PANEL].copy_from_slice(a);
+    }
+}
+
 thread_local! {
-    /// [`WinogradFilter::products`]' transformed panel, kept between calls.
+    /// [`WinogradFilter::products`]' transformed panels, kept between calls.
     static PANEL_U: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -439,8 +551,11 @@ fn panel_block<const NT: usize>(
     ),
 ) {
     let vt: [&[f32]; NT] = std::array::from_fn(|j| &v[((k0 + j) * P + xi) * cin..][..cin]);
+    let up = &up[..cin * PANEL];
     let mut acc = [[0.0f32; PANEL]; NT];
-    for (c, u) in up.chunks_exact(PANEL).enumerate() {
+    // (c < cin = each vt's length: no bounds checks in the loop.)
+    for c in 0..cin {
+        let u = &up[c * PANEL..(c + 1) * PANEL];
         for (a, vj) in acc.iter_mut().zip(&vt) {
             let b = vj[c];
             for (al, &ul) in a.iter_mut().zip(u) {
