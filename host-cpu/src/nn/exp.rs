@@ -41,7 +41,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p.mul_add(r, 4.166_579_6e-2);
     p = p.mul_add(r, 1.666_666_5e-1);
     p = p.mul_add(r, 0.5);
-    let e = (p * r).mul_add(r, r + 1.0);
+    let e = (p * r).mul_add(r, r) + 1.0;
     e * scale
 }
 
