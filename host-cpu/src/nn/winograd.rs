@@ -380,9 +380,9 @@ impl WinogradFilter {
                     let up = &u[xi * stride..][..cin * PANEL];
                     if two {
                         let up2 = &u[(P + xi) * stride..][..cin * PANEL];
-                        pair_products(up, up2, v, xi, cin, t, mx, rp, pp * PANEL);
+                        panel_products([up, up2], v, xi, cin, t, mx, rp, pp * PANEL);
                     } else {
-                        panel_products(up, v, xi, cin, t, mx, rp, pp * PANEL);
+                        panel_products([up], v, xi, cin, t, mx, rp, pp * PANEL);
                     }
                 }
                 pp += if two { 2 } else { 1 };
@@ -405,23 +405,24 @@ impl WinogradFilter {
             let up = &self.u[at(p)..][..cin * PANEL];
             if pairs && p + 1 < panels {
                 let up2 = &self.u[at(p + 1)..][..cin * PANEL];
-                pair_products(up, up2, v, xi, cin, t, m, rp, p * PANEL);
+                panel_products([up, up2], v, xi, cin, t, m, rp, p * PANEL);
                 p += 2;
             } else {
-                panel_products(up, v, xi, cin, t, m, rp, p * PANEL);
+                panel_products([up], v, xi, cin, t, m, rp, p * PANEL);
                 p += 1;
             }
         }
     }
 }
 
-/// One panel's products at position `xi` (`up` its transformed filter, [cin, PANEL]), all
-/// `t` tiles, into `m[k rs + r0 + l]`: blocks of at most [`TB`] tiles, as even as possible
-/// (49 tiles: 4 of 6 and 5 of 5, not 8 of 6 and 1 of 1, whose 2 accumulators would wait on
-/// the FMA latency).
+/// The products of `PANELS` consecutive panels at position `xi` (`ups` their transformed
+/// filters, [cin, PANEL] each), rows r0..r0 + PANELS PANEL, all `t` tiles, into
+/// `m[k rs + r0 + l]`, in blocks of tiles ([`tile_blocks`]). Two panels at once only with
+/// AVX-512 ([`simd::wide`]): each tile's 32 accumulators are then two registers, and each
+/// value of `v` loaded serves twice the rows.
 #[allow(clippy::too_many_arguments)]
-fn panel_products(
-    up: &[f32],
+fn panel_products<const PANELS: usize>(
+    ups: [&[f32]; PANELS],
     v: &[f32],
     xi: usize,
     cin: usize,
@@ -430,100 +431,59 @@ fn panel_products(
     rs: usize,
     r0: usize,
 ) {
-    simd::dispatch(
-        #[inline(always)]
-        || {
-            let blocks = t.div_ceil(TB);
-            let mut k0 = 0;
-            for b in 0..blocks {
-                let nt = t / blocks + usize::from(b < t % blocks);
-                let args = (up, v, xi, cin, k0, &mut *m, rs, r0);
-                match nt {
-                    6 => panel_block::<6>(args),
-                    5 => panel_block::<5>(args),
-                    4 => panel_block::<4>(args),
-                    3 => panel_block::<3>(args),
-                    2 => panel_block::<2>(args),
-                    _ => panel_block::<1>(args),
-                }
-                k0 += nt;
-            }
-        },
-    )
-}
-
-/// [`panel_products`] of two panels at once (rows r0..r0 + 32, `up` and `up2` their
-/// transformed filters): with AVX-512, each tile's 32 accumulators are two registers, and each
-/// value of `v` loaded serves twice the rows. Only where [`simd::wide`] holds.
-#[allow(clippy::too_many_arguments)]
-fn pair_products(
-    up: &[f32],
-    up2: &[f32],
-    v: &[f32],
-    xi: usize,
-    cin: usize,
-    t: usize,
-    m: &mut [f32],
-    rs: usize,
-    r0: usize,
-) {
-    simd::dispatch_wide(
-        #[inline(always)]
-        || {
-            let blocks = t.div_ceil(TB);
-            let mut k0 = 0;
-            for b in 0..blocks {
-                let nt = t / blocks + usize::from(b < t % blocks);
-                let args = (up, up2, v, xi, cin, k0, &mut *m, rs, r0);
-                match nt {
-                    6 => pair_block::<6>(args),
-                    5 => pair_block::<5>(args),
-                    4 => pair_block::<4>(args),
-                    3 => pair_block::<3>(args),
-                    2 => pair_block::<2>(args),
-                    _ => pair_block::<1>(args),
-                }
-                k0 += nt;
-            }
-        },
-    )
-}
-
-/// [`panel_block`] of two panels: `m[(k0 + j) rs + r0 + l]` for l < 32, the first panel's
-/// rows from `up`, the second's from `up2`; each value the same chain of fused multiply-adds
-/// over c in order.
-#[inline(always)]
-#[allow(clippy::type_complexity)]
-fn pair_block<const NT: usize>(
-    (up, up2, v, xi, cin, k0, m, rs, r0): (
-        &[f32],
-        &[f32],
-        &[f32],
-        usize,
-        usize,
-        usize,
-        &mut [f32],
-        usize,
-        usize,
-    ),
-) {
-    let vt: [&[f32]; NT] = std::array::from_fn(|j| &v[((k0 + j) * P + xi) * cin..][..cin]);
-    let (up, up2) = (&up[..cin * PANEL], &up2[..cin * PANEL]);
-    let mut acc = [[0.0f32; 2 * PANEL]; NT];
-    // (c < cin = each vt's length: no bounds checks in the loop.)
-    for c in 0..cin {
-        let mut u = [0.0f32; 2 * PANEL];
-        u[..PANEL].copy_from_slice(&up[c * PANEL..(c + 1) * PANEL]);
-        u[PANEL..].copy_from_slice(&up2[c * PANEL..(c + 1) * PANEL]);
-        for (a, vj) in acc.iter_mut().zip(&vt) {
-            let b = vj[c];
-            for (al, &ul) in a.iter_mut().zip(&u) {
-                *al = ul.mul_add(b, *al);
-            }
-        }
+    match PANELS {
+        1 => simd::dispatch(
+            #[inline(always)]
+            || panel_tile_blocks(ups, v, xi, cin, t, m, rs, r0),
+        ),
+        _ => simd::dispatch_wide(
+            #[inline(always)]
+            || panel_tile_blocks(ups, v, xi, cin, t, m, rs, r0),
+        ),
     }
-    for (j, a) in acc.iter().enumerate() {
-        m[(k0 + j) * rs + r0..][..2 * PANEL].copy_from_slice(a);
+}
+
+/// [`panel_products`]' work, inside its dispatch.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn panel_tile_blocks<const PANELS: usize>(
+    ups: [&[f32]; PANELS],
+    v: &[f32],
+    xi: usize,
+    cin: usize,
+    t: usize,
+    m: &mut [f32],
+    rs: usize,
+    r0: usize,
+) {
+    tile_blocks(
+        t,
+        #[inline(always)]
+        |k0, nt| {
+            let args = (ups, v, xi, cin, k0, &mut *m, rs, r0);
+            match nt {
+                6 => panel_block::<6, PANELS>(args),
+                5 => panel_block::<5, PANELS>(args),
+                4 => panel_block::<4, PANELS>(args),
+                3 => panel_block::<3, PANELS>(args),
+                2 => panel_block::<2, PANELS>(args),
+                _ => panel_block::<1, PANELS>(args),
+            }
+        },
+    )
+}
+
+/// `f(k0, nt)` for the blocks of the products' tiles 0..t: at most [`TB`] tiles each, as even
+/// as possible (49 tiles: 4 of 6 and 5 of 5, not 8 of 6 and 1 of 1, whose 2 accumulators
+/// would wait on the FMA latency). Inlined with `f` into its caller's SIMD dispatch.
+#[inline(always)]
+fn tile_blocks(t: usize, mut f: impl FnMut(usize, usize)) {
+    let blocks = t.div_ceil(TB);
+    let mut k0 = 0;
+    for b in 0..blocks {
+        let nt = t / blocks + usize::from(b < t % blocks);
+        f(k0, nt);
+        k0 += nt;
     }
 }
 
@@ -532,15 +492,15 @@ thread_local! {
     static PANEL_U: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `m[(k0 + j) rs + r0 + l] = sum_c up[c PANEL + l] v[((k0 + j) 36 + xi) cin + c]` for
-/// the NT tiles k0.. and one panel of rows (l < PANEL): NT x 2 register accumulators, fused
-/// multiply-adds over c in order (the same bits on the AVX2 + FMA path as `mul_add` gives
-/// on any other).
+/// `m[(k0 + j) rs + r0 + p PANEL + l] = sum_c ups[p][c PANEL + l] v[((k0 + j) 36 + xi) cin + c]`
+/// for the NT tiles k0.. and `PANELS` panels of rows (l < PANEL): NT x PANELS x 16 register
+/// lanes of accumulators, fused multiply-adds over c in order (the same bits on the SIMD
+/// paths as `mul_add` gives on any other, for any number of panels at once).
 #[inline(always)]
 #[allow(clippy::type_complexity)]
-fn panel_block<const NT: usize>(
-    (up, v, xi, cin, k0, m, rs, r0): (
-        &[f32],
+fn panel_block<const NT: usize, const PANELS: usize>(
+    (ups, v, xi, cin, k0, m, rs, r0): (
+        [&[f32]; PANELS],
         &[f32],
         usize,
         usize,
@@ -551,20 +511,27 @@ fn panel_block<const NT: usize>(
     ),
 ) {
     let vt: [&[f32]; NT] = std::array::from_fn(|j| &v[((k0 + j) * P + xi) * cin..][..cin]);
-    let up = &up[..cin * PANEL];
-    let mut acc = [[0.0f32; PANEL]; NT];
+    let ups: [&[f32]; PANELS] = ups.map(|u| &u[..cin * PANEL]);
+    let mut acc = [[[0.0f32; PANEL]; PANELS]; NT];
     // (c < cin = each vt's length: no bounds checks in the loop.)
     for c in 0..cin {
-        let u = &up[c * PANEL..(c + 1) * PANEL];
+        let mut u = [[0.0f32; PANEL]; PANELS];
+        for (ur, up) in u.iter_mut().zip(&ups) {
+            ur.copy_from_slice(&up[c * PANEL..(c + 1) * PANEL]);
+        }
         for (a, vj) in acc.iter_mut().zip(&vt) {
             let b = vj[c];
-            for (al, &ul) in a.iter_mut().zip(u) {
-                *al = ul.mul_add(b, *al);
+            for (ap, up) in a.iter_mut().zip(&u) {
+                for (al, &ul) in ap.iter_mut().zip(up) {
+                    *al = ul.mul_add(b, *al);
+                }
             }
         }
     }
     for (j, a) in acc.iter().enumerate() {
-        m[(k0 + j) * rs + r0..][..PANEL].copy_from_slice(a);
+        for (p, ap) in a.iter().enumerate() {
+            m[(k0 + j) * rs + r0 + p * PANEL..][..PANEL].copy_from_slice(ap);
+        }
     }
 }
 
