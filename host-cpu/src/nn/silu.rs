@@ -13,7 +13,7 @@ pub fn sigmoid(x: f32) -> f32 {
 }
 
 /// SiLU element-wise, on the calling thread (the noise embedding's few values: a parallel
-/// loop would cost more than it saves). Inside [`simd::dispatch`], as every loop over
+/// loop would cost more than it saves). Inside `simd::dispatch`, as every loop over
 /// [`sigmoid`] is: there its fused multiply-adds are single instructions.
 pub fn silu<D: Dimension>(x: &Array<f32, D>) -> Array<f32, D> {
     let mut y = x.as_standard_layout().into_owned();

@@ -7,9 +7,10 @@
 //! guarantee: for the element-wise loops whose sigmoids are long chains of dependent
 //! operations (the gates, SiLU(GroupNorm), the Winograd transform passes), twice the lanes
 //! per instruction. A loop of SiLU(GroupNorm) values took 1.06 ns a value with AVX2 and 0.55
-//! with AVX-512 on this project's Zen 4 VM. The register-tiled kernels (the Winograd
-//! products and filter transform, written for 8-lane registers) stay on [`dispatch`]: with
-//! every loop on AVX-512 a restoration took 2.5 ms against 2.0.
+//! with AVX-512 on this project's Zen 4 VM. Loops written for 8-lane registers stay on
+//! [`dispatch`] (with every loop on AVX-512 a restoration took 2.5 ms against 2.0); the
+//! Winograd products and filter transform have variants written for 16 lanes, taken where
+//! [`wide`] holds.
 //! With `nn::transpose`'s AVX block, the only `unsafe` outside the GEMM call.
 
 /// Whether the AVX2 + FMA path is taken (checked once; `std` caches the CPUID answer).

@@ -1,4 +1,4 @@
-//! 8 x 8 blocks of values transposed, for the moves between a planar image ([channel][pixel])
+//! 8 x 8 blocks of values transposed, for the moves between a planar image (`[channel][pixel]`)
 //! and the channels-last layouts of the Winograd stages (its input stage's padded image, its
 //! output stage's tiles). A move changes no value, so the results are the same bits on either
 //! path. With AVX, one block is eight loads, 24 shuffles and eight stores; a scalar loop of

@@ -85,10 +85,11 @@ pub(crate) struct WinogradFilter {
 /// products (36 x 4 multiply-adds), and the spec network's 7 x 7 layers hold 8.3 MB of
 /// transformed filters, which a pass reads once. Interleaved pairs of 150-call restorations,
 /// taps everywhere against whole at 7 x 7: median ratio 1.04-1.07 in the second's favour
-/// (10 and 12 pairs); whole at 14 x 14 as well (another 5.3 MB): 0.95 (8 pairs), worse.
+/// (10 and 12 pairs, both in the VM's slow mode, 3.2-3.5 ms); whole at 14 x 14 as well
+/// (another 5.3 MB): 0.95 (8 pairs, fast mode), worse; whole at 28 x 28 as well: 0.98.
 pub(crate) const WHOLE_TILES: usize = 4;
 
-/// Rows per panel of the filter: two AVX2 registers.
+/// Rows per panel of the filter: two AVX2 registers, one AVX-512 register.
 const PANEL: usize = 16;
 
 /// Tiles per register block of the products' kernel (2 x 6 accumulators).
@@ -134,7 +135,7 @@ fn g_lanes<const N: usize>(a: [f32; N], b: [f32; N], c: [f32; N]) -> [[f32; N]; 
     ]
 }
 
-/// [`WinogradFilter::panel_transform`] of one panel's `taps` ([cin][9][PANEL]), N of its
+/// [`WinogradFilter::panel_transform`] of one panel's `taps` (`[cin][9][PANEL]`), N of its
 /// rows at a time, each value one register: G down each column of a kernel, then along each
 /// row of the result.
 #[inline(always)]
@@ -513,7 +514,6 @@ fn panel_block<const NT: usize, const PANELS: usize>(
     let vt: [&[f32]; NT] = std::array::from_fn(|j| &v[((k0 + j) * P + xi) * cin..][..cin]);
     let ups: [&[f32]; PANELS] = ups.map(|u| &u[..cin * PANEL]);
     let mut acc = [[[0.0f32; PANEL]; PANELS]; NT];
-    // (c < cin = each vt's length: no bounds checks in the loop.)
     for c in 0..cin {
         let mut u = [[0.0f32; PANEL]; PANELS];
         for (ur, up) in u.iter_mut().zip(&ups) {
