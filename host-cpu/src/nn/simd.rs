@@ -52,6 +52,16 @@ pub(crate) fn dispatch_wide<R>(f: impl FnOnce() -> R) -> R {
     dispatch(f)
 }
 
+/// [`dispatch_wide`] when `wide`, else [`dispatch`] (a loop whose shape, fixed at compile
+/// time, suits one width or the other).
+#[inline(always)]
+pub(crate) fn dispatch_wide_if<R>(wide: bool, f: impl FnOnce() -> R) -> R {
+    match wide {
+        true => dispatch_wide(f),
+        false => dispatch(f),
+    }
+}
+
 /// Whether [`dispatch_wide`] takes its AVX-512 path (for loops written for its width).
 pub(crate) fn wide() -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -432,44 +432,25 @@ fn panel_products<const PANELS: usize>(
     rs: usize,
     r0: usize,
 ) {
-    match PANELS {
-        1 => simd::dispatch(
-            #[inline(always)]
-            || panel_tile_blocks(ups, v, xi, cin, t, m, rs, r0),
-        ),
-        _ => simd::dispatch_wide(
-            #[inline(always)]
-            || panel_tile_blocks(ups, v, xi, cin, t, m, rs, r0),
-        ),
-    }
-}
-
-/// [`panel_products`]' work, inside its dispatch.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn panel_tile_blocks<const PANELS: usize>(
-    ups: [&[f32]; PANELS],
-    v: &[f32],
-    xi: usize,
-    cin: usize,
-    t: usize,
-    m: &mut [f32],
-    rs: usize,
-    r0: usize,
-) {
-    tile_blocks(
-        t,
+    simd::dispatch_wide_if(
+        PANELS > 1,
         #[inline(always)]
-        |k0, nt| {
-            let args = (ups, v, xi, cin, k0, &mut *m, rs, r0);
-            match nt {
-                6 => panel_block::<6, PANELS>(args),
-                5 => panel_block::<5, PANELS>(args),
-                4 => panel_block::<4, PANELS>(args),
-                3 => panel_block::<3, PANELS>(args),
-                2 => panel_block::<2, PANELS>(args),
-                _ => panel_block::<1, PANELS>(args),
-            }
+        || {
+            tile_blocks(
+                t,
+                #[inline(always)]
+                |k0, nt| {
+                    let args = (ups, v, xi, cin, k0, &mut *m, rs, r0);
+                    match nt {
+                        6 => panel_block::<6, PANELS>(args),
+                        5 => panel_block::<5, PANELS>(args),
+                        4 => panel_block::<4, PANELS>(args),
+                        3 => panel_block::<3, PANELS>(args),
+                        2 => panel_block::<2, PANELS>(args),
+                        _ => panel_block::<1, PANELS>(args),
+                    }
+                },
+            )
         },
     )
 }
